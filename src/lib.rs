@@ -1,4 +1,38 @@
 //! portal-gateway: one place for internal services to mint WorkOS Admin Portal links and manage
 //! WorkOS Organizations over gRPC, without each of them holding the WorkOS API key.
+//!
+//! The components, from the outside in:
+//! - [`server`] composes tonic: health, reflection, the services, timeouts, shutdown.
+//! - [`grpc`] adapts each RPC: proto in, [`domain`] types to the core, proto out.
+//! - [`gateway`] is the core: what each RPC does, in domain types.
+//! - [`workos`] is the WorkOS REST client; its wire types stay private.
+//! - [`error`] is the one error type and its one mapping to `tonic::Status`.
+//! - [`config`] loads and validates configuration; secrets stay wrapped.
+//! - [`emulator`] is an independent WorkOS emulator for development and tests.
 
+pub mod config;
+pub mod domain;
 pub mod emulator;
+pub mod error;
+pub mod gateway;
+pub mod grpc;
+pub mod proto;
+pub mod server;
+pub mod workos;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use server::ServeError;
+
+/// Runs the gateway on an already-bound listener until `shutdown` completes. The caller owns
+/// the socket and the signal, so tests can bind port 0 and stop the server when they like.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    server::serve(listener, config, shutdown).await
+}

@@ -1,11 +1,258 @@
-use portal_gateway::emulator;
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:4100").await?;
-    emulator::serve(
-        listener,
+//! The `portal-gateway` binary: parses the command line, loads configuration, sets up logging,
+//! and hands everything else to the library.
+
+use std::{io::Write as _, net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use portal_gateway::{Config, config, emulator};
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+
+/// Exit code for a configuration the gateway refuses (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portal-gateway",
+    version,
+    about = "A gRPC gateway for WorkOS Admin Portal links and Organizations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway and an embedded WorkOS emulator together, for development.
+    Dev {
+        /// Where the gateway listens (port 0 picks a free port).
+        #[arg(long, default_value = config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// Where the embedded WorkOS emulator listens.
+        #[arg(long, default_value = "127.0.0.1:4100")]
+        emulator_listen: SocketAddr,
+    },
+    /// Run the gateway against WorkOS (production). Reads WORKOS_API_KEY and WORKOS_BASE_URL.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides the file's `listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run only the WorkOS emulator, for any WorkOS SDK to talk to.
+    Emulator {
+        /// Where the emulator listens (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:4100")]
+        listen: SocketAddr,
+        /// The API key the emulator accepts.
+        #[arg(long, default_value = emulator::DEFAULT_API_KEY)]
+        api_key: String,
+        /// Seed for reproducible ids and tokens.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json_logs = matches!(cli.command, Command::Serve { .. });
+    init_logging(json_logs);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("portal-gateway: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Dev {
+                listen,
+                emulator_listen,
+            } => dev(listen, emulator_listen).await,
+            Command::Serve { config, listen } => serve(config, listen).await,
+            Command::Emulator {
+                listen,
+                api_key,
+                seed,
+            } => run_emulator(listen, api_key, seed).await,
+        }
+    })
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+/// Prints a line for people and scripts (addresses, ready markers) on stdout.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, ExitCode> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        eprintln!("portal-gateway: cannot listen for the {what} on {addr}: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ExitCode> {
+    listener.local_addr().map_err(|error| {
+        eprintln!("portal-gateway: cannot read the bound address: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn dev(listen: SocketAddr, emulator_listen: SocketAddr) -> ExitCode {
+    match dev_inner(listen, emulator_listen).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+async fn dev_inner(listen: SocketAddr, emulator_listen: SocketAddr) -> Result<(), ExitCode> {
+    let emulator_listener = bind("WorkOS emulator", emulator_listen).await?;
+    let emulator_addr = local_addr(&emulator_listener)?;
+    let gateway_listener = bind("gateway", listen).await?;
+    let gateway_addr = local_addr(&gateway_listener)?;
+    let origin = emulator::origin_of(emulator_addr);
+    let (stop_emulator, emulator_stopped) = tokio::sync::oneshot::channel::<()>();
+    let emulator_task = tokio::spawn(emulator::serve(
+        emulator_listener,
         emulator::Options::default(),
-        std::future::pending(),
+        async {
+            let _ = emulator_stopped.await;
+        },
+    ));
+    let emulator_url = url::Url::parse(&origin).map_err(|_| ExitCode::FAILURE)?;
+    let config = Config::development(
+        gateway_addr,
+        emulator_url,
+        SecretString::from(emulator::DEFAULT_API_KEY),
+    );
+    say(&format!(
+        "WorkOS emulator listening on {origin} (API key {})",
+        emulator::DEFAULT_API_KEY
+    ));
+    say(&format!(
+        "portal-gateway listening on {gateway_addr} (development mode: links are emulator links, not WorkOS links)"
+    ));
+    say("Caller identity for development: -H 'authorization: Bearer dev'");
+    say("Try:");
+    say(&format!(
+        "  grpcurl -plaintext -H 'authorization: Bearer dev' -d '{{\"external_id\":\"acme\",\"name\":\"Acme Inc\"}}' {gateway_addr} adminportal.v1.OrganizationService/EnsureOrganization"
+    ));
+    say(&format!(
+        "  grpcurl -plaintext -H 'authorization: Bearer dev' -d '{{\"external_id\":\"acme\",\"intent\":\"INTENT_SSO\"}}' {gateway_addr} adminportal.v1.PortalService/GenerateLink"
+    ));
+    let result = portal_gateway::run(gateway_listener, config, shutdown_signal()).await;
+    let _ = stop_emulator.send(());
+    let _ = emulator_task.await;
+    result.map_err(|error| {
+        tracing::error!(error = ?error, "gateway failed");
+        ExitCode::FAILURE
+    })
+}
+
+async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!(
+                "portal-gateway: config file {}: cannot be read: {error}",
+                path.display()
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut config = match Config::load(&text, |name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(error) => {
+            for problem in &error.problems {
+                eprintln!("portal-gateway: {problem}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    let listener = match bind("gateway", config.listen).await {
+        Ok(listener) => listener,
+        Err(code) => return code,
+    };
+    match local_addr(&listener) {
+        Ok(addr) => say(&format!("portal-gateway listening on {addr}")),
+        Err(code) => return code,
+    }
+    match portal_gateway::run(listener, config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = ?error, "gateway failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_emulator(listen: SocketAddr, api_key: String, seed: Option<u64>) -> ExitCode {
+    let listener = match bind("WorkOS emulator", listen).await {
+        Ok(listener) => listener,
+        Err(code) => return code,
+    };
+    match local_addr(&listener) {
+        Ok(addr) => say(&format!(
+            "WorkOS emulator listening on {}",
+            emulator::origin_of(addr)
+        )),
+        Err(code) => return code,
+    }
+    match emulator::serve(
+        listener,
+        emulator::Options { api_key, seed },
+        shutdown_signal(),
     )
     .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("portal-gateway: emulator failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
 }
