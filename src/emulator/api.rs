@@ -138,7 +138,7 @@ fn parse_organization(
         if let Some(id) = external_id
             && (id.is_empty()
                 || id.len() > EXTERNAL_ID_MAX
-                || !id.chars().all(|c| c.is_ascii_graphic()))
+                || !id.chars().all(|c| c == ' ' || c.is_ascii_graphic()))
         {
             fields.fail(
                 "external_id",

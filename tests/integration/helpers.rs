@@ -1,0 +1,245 @@
+//! Starts the emulator and the gateway in-process on port 0 and hands tests real gRPC clients,
+//! an HTTP client for the emulator, and the emulator's control API.
+
+use std::time::Duration;
+
+use portal_gateway::{
+    Config, emulator,
+    proto::{
+        organization_service_client::OrganizationServiceClient,
+        portal_service_client::PortalServiceClient,
+    },
+};
+use serde_json::Value;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+
+pub(crate) const API_KEY: &str = "sk_test_emulator";
+
+/// A running emulator.
+pub(crate) struct TestEmulator {
+    pub(crate) url: String,
+    pub(crate) http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestEmulator {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(emulator::Options {
+            api_key: API_KEY.into(),
+            seed: Some(42),
+        })
+        .await
+    }
+
+    pub(crate) async fn start_with(options: emulator::Options) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind emulator");
+        let url = emulator::origin_of(listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(emulator::serve(listener, options, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            url,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+        }
+    }
+
+    /// A WorkOS API call with the right key.
+    pub(crate) fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(API_KEY)
+    }
+
+    /// A control API call.
+    pub(crate) async fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut request = self
+            .http
+            .request(method, format!("{}/_emulator{path}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("control call");
+        assert!(
+            response.status().is_success(),
+            "control {path}: {}",
+            response.status()
+        );
+        response.json().await.expect("control json")
+    }
+
+    pub(crate) async fn fault(&self, fault: Value) {
+        self.control(reqwest::Method::POST, "/faults", Some(fault))
+            .await;
+    }
+
+    /// How many requests a route (`"METHOD /template"`) has had.
+    pub(crate) async fn count(&self, route: &str) -> u64 {
+        let counts = self.control(reqwest::Method::GET, "/requests", None).await;
+        counts["counts"][route].as_u64().unwrap_or(0)
+    }
+
+    pub(crate) async fn total_requests(&self) -> u64 {
+        self.control(reqwest::Method::GET, "/requests", None).await["total"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Creates an organization directly in the emulator.
+    pub(crate) async fn create_organization(&self, body: Value) -> Value {
+        let response = self
+            .api(reqwest::Method::POST, "/organizations")
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(response.status(), 201, "create organization");
+        response.json().await.expect("json")
+    }
+}
+
+impl Drop for TestEmulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The gateway wired to its own emulator.
+pub(crate) struct TestApp {
+    pub(crate) emulator: TestEmulator,
+    pub(crate) orgs: OrganizationServiceClient<Channel>,
+    pub(crate) portal: PortalServiceClient<Channel>,
+    pub(crate) health: HealthClient<Channel>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), portal_gateway::ServeError>>>,
+}
+
+/// The development-style configuration every test starts from, as a TOML string.
+pub(crate) fn base_config(emulator_url: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+[workos]
+base_url = "{emulator_url}"
+request_timeout = "5s"
+[portal]
+allow_http_loopback = true
+[portal.intents.sso]
+success_url = "https://app.example.com/settings/sso/done"
+[server]
+shutdown_grace = "5s"
+"#
+    )
+}
+
+pub(crate) async fn spawn_app() -> TestApp {
+    let emulator = TestEmulator::start().await;
+    let config = base_config(&emulator.url);
+    spawn_app_with(emulator, &config, API_KEY).await
+}
+
+pub(crate) async fn spawn_app_with(
+    emulator: TestEmulator,
+    config_toml: &str,
+    api_key: &str,
+) -> TestApp {
+    let env = |name: &str| (name == "WORKOS_API_KEY").then(|| api_key.to_owned());
+    let config = Config::load(config_toml, env).expect("test config is valid");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind gateway");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(portal_gateway::run(listener, config, async {
+        let _ = stopped.await;
+    }));
+    // The listener is already bound, so connecting cannot race the server's start.
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connect to gateway");
+    TestApp {
+        emulator,
+        orgs: OrganizationServiceClient::new(channel.clone()),
+        portal: PortalServiceClient::new(channel.clone()),
+        health: HealthClient::new(channel),
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Sends the shutdown signal without waiting.
+    pub(crate) fn signal_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    pub(crate) fn take_server(&mut self) -> JoinHandle<Result<(), portal_gateway::ServeError>> {
+        self.server.take().expect("server handle")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The details a status carries.
+pub(crate) fn details(status: &tonic::Status) -> tonic_types::ErrorDetails {
+    use tonic_types::StatusExt;
+    status.get_error_details()
+}
+
+/// `ErrorInfo.reason`, asserting the domain.
+pub(crate) fn reason(status: &tonic::Status) -> String {
+    let info = details(status)
+        .error_info()
+        .cloned()
+        .expect("every error has an ErrorInfo");
+    assert_eq!(info.domain, "adminportal.v1");
+    info.reason
+}
+
+/// The fields a BadRequest names.
+pub(crate) fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    details(status)
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Repository root (for scripts and the README).
+pub(crate) fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Installs the real client tools (official WorkOS SDK, grpcurl) once per machine.
+pub(crate) fn ensure_clients() -> std::path::PathBuf {
+    let status = std::process::Command::new(repo_root().join("scripts/ensure-clients.sh"))
+        .status()
+        .expect("run scripts/ensure-clients.sh");
+    assert!(
+        status.success(),
+        "scripts/ensure-clients.sh failed: the client tools could not be installed"
+    );
+    repo_root().join(".venv-clients/bin")
+}

@@ -1,0 +1,7 @@
+//! One integration binary: the emulator over HTTP, the gateway over gRPC, the binary and the real
+//! client tools (grpcurl, the official WorkOS Python SDK).
+
+mod emulator;
+mod gateway;
+mod helpers;
+mod tools;
