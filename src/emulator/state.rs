@@ -20,6 +20,10 @@ pub(crate) const LINK_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// How long an idempotency key is remembered (WorkOS documents 24 hours).
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The most links remembered at once; past it the oldest are forgotten (they read as unknown),
+/// so a long benchmark cannot grow memory without bound.
+const MAX_LINKS: usize = 500_000;
+
 /// How many recent requests the control API can show.
 const REQUEST_LOG_CAPACITY: usize = 1000;
 
@@ -287,7 +291,7 @@ impl Store {
         // Keep expired links for one more lifetime so an expired link reads as expired rather
         // than unknown, then drop them so memory stays bounded under load.
         while let Some((expiry, _)) = self.link_expiry.front() {
-            if *expiry + LINK_LIFETIME > now {
+            if *expiry + LINK_LIFETIME > now && self.link_expiry.len() < MAX_LINKS {
                 break;
             }
             if let Some((_, old)) = self.link_expiry.pop_front() {
