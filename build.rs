@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/adminportal/v1/organization.proto",
         "proto/adminportal/v1/portal.proto",
+        "proto/adminportal/v1/access.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;

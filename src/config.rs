@@ -4,14 +4,25 @@
 //! **Invariant:** nothing outside this module and `main.rs` reads the process environment.
 //! [`Config::load`] takes the environment as a lookup function, so tests pass a map.
 
-use std::{collections::BTreeMap, fmt, net::SocketAddr, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::Deserialize;
 use url::Url;
 
 use crate::{
-    domain::{Intent, RedirectUrl},
+    auth::{
+        audit::AuditTarget,
+        identity::{JwksSource, JwtSettings, MeshSettings, TokenDigest},
+        policy::{OrganizationScope, OriginRule, Pattern, Policy, Rpc, Rule},
+    },
+    domain::{Intent, OrganizationId, RedirectUrl},
     gateway::{PortalSettings, UrlDefaults},
     workos,
 };
@@ -32,6 +43,54 @@ pub struct Config {
     pub portal: PortalSettings,
     /// Server behaviour.
     pub server: ServerSettings,
+    /// How callers prove who they are.
+    pub auth: AuthSettings,
+    /// Who may do what.
+    pub policy: Policy,
+    /// The file the policy is reloaded from (on SIGHUP or when it changes), if any.
+    pub policy_source: Option<PolicySource>,
+    /// How often the policy file is checked for changes.
+    pub policy_reload_interval: Duration,
+    /// Where audit records go.
+    pub audit: AuditTarget,
+}
+
+/// How callers prove who they are.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// Static tokens (digests only).
+    pub tokens: Vec<TokenDigest>,
+    /// JWT verification.
+    pub jwt: Option<JwtSettings>,
+    /// Trusted mesh proxies.
+    pub mesh: MeshSettings,
+    /// mTLS termination by the gateway itself.
+    pub tls: Option<TlsSettings>,
+}
+
+/// The gateway's own TLS (and optional client-certificate verification).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Server certificate chain, PEM.
+    pub cert_pem: Vec<u8>,
+    /// Server private key, PEM.
+    pub key_pem: SecretSlice<u8>,
+    /// CA that client certificates must chain to; `None` serves TLS without client certificates.
+    pub client_ca_pem: Option<Vec<u8>>,
+    /// Required SPIFFE trust domain of client certificates.
+    pub trust_domain: Option<String>,
+}
+
+/// Where the policy lives, for reloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySource {
+    /// The file.
+    pub path: PathBuf,
+    /// `true` for a dedicated policy file (`callers` at the top), `false` for the `[policy]`
+    /// table of the main configuration file.
+    pub dedicated: bool,
+    /// Whether origins may be plain-http loopback (from `portal.allow_http_loopback`).
+    pub allow_http_loopback: bool,
 }
 
 /// Server behaviour.
@@ -75,6 +134,97 @@ struct RawConfig {
     portal: RawPortal,
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    auth: RawAuth,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    audit: RawAudit,
+    policy_file: Option<String>,
+    policy: Option<RawPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+    jwt: Option<RawJwt>,
+    mesh: Option<RawMesh>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    identity: String,
+    sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    jwks_file: Option<String>,
+    jwks_url: Option<String>,
+    issuer: String,
+    audience: String,
+    #[serde(default)]
+    algorithms: Vec<String>,
+    leeway: Option<String>,
+    refresh_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMesh {
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    trust_domain: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: String,
+    key_file: String,
+    client_ca_file: Option<String>,
+    trust_domain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    callers: Vec<RawRule>,
+    reload_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    #[serde(default)]
+    identities: Vec<String>,
+    rpcs: Option<Vec<String>>,
+    intents: Option<Vec<String>>,
+    organizations: Option<Vec<String>>,
+    #[serde(default)]
+    return_origins: Vec<String>,
+    #[serde(default)]
+    require_acting_user: bool,
+}
+
+/// The `[policy]` table of a main configuration file, ignoring everything else in it.
+#[derive(Debug, Deserialize)]
+struct PolicyOnly {
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(flatten)]
+    _rest: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +264,10 @@ struct RawServer {
 struct Problems(Vec<String>);
 
 impl Problems {
+    fn push(&mut self, problem: String) {
+        self.0.push(problem);
+    }
+
     fn check<T>(&mut self, setting: &str, parsed: Result<T, String>) -> Option<T> {
         parsed
             .map_err(|problem| self.0.push(format!("{setting}: {problem}")))
@@ -166,6 +320,28 @@ impl Config {
         Self::from_raw(raw, api_key, env("WORKOS_BASE_URL"))
     }
 
+    /// Reads and loads a configuration file. An inline `[policy]` is reloaded from this file.
+    pub fn load_file(
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![format!(
+                "config file {}: cannot be read: {e}",
+                path.display()
+            )],
+        })?;
+        let mut config = Self::load(&text, env)?;
+        if config.policy_source.is_none() && text_has_policy(&text) {
+            config.policy_source = Some(PolicySource {
+                path: path.to_owned(),
+                dedicated: false,
+                allow_http_loopback: config.portal.allow_http_loopback,
+            });
+        }
+        Ok(config)
+    }
+
     /// The configuration `dev` runs with: the embedded emulator's URL and key, plain-http
     /// loopback return URLs allowed.
     pub fn development(listen: SocketAddr, emulator_url: Url, emulator_key: SecretString) -> Self {
@@ -181,6 +357,27 @@ impl Config {
                 ..PortalSettings::default()
             },
             server: ServerSettings::default(),
+            auth: AuthSettings {
+                tokens: vec![TokenDigest {
+                    identity: DEVELOPMENT_IDENTITY.to_owned(),
+                    sha256: sha256(DEVELOPMENT_TOKEN),
+                }],
+                ..AuthSettings::default()
+            },
+            policy: Policy {
+                rules: vec![Rule {
+                    name: "development".to_owned(),
+                    identities: [DEVELOPMENT_IDENTITY.to_owned()].into(),
+                    rpcs: None,
+                    intents: None,
+                    organizations: OrganizationScope::All,
+                    return_origins: vec![OriginRule::Any],
+                    require_acting_user: false,
+                }],
+            },
+            policy_source: None,
+            policy_reload_interval: Duration::from_secs(2),
+            audit: AuditTarget::Stdout,
         }
     }
 
@@ -297,6 +494,47 @@ impl Config {
             };
             portal.intent_defaults.insert(intent, defaults);
         }
+        let auth = auth_settings(&mut problems, raw.auth, raw.tls);
+        let audit = match raw.audit.file {
+            None => AuditTarget::Stdout,
+            Some(path) => AuditTarget::File(PathBuf::from(path)),
+        };
+        let (policy, policy_source, reload) = match (raw.policy_file, raw.policy) {
+            (Some(_), Some(_)) => {
+                problems.push(
+                    "policy_file: set either policy_file or an inline [policy], not both".into(),
+                );
+                (Policy::default(), None, None)
+            }
+            (Some(file), None) => {
+                let source = PolicySource {
+                    path: PathBuf::from(&file),
+                    dedicated: true,
+                    allow_http_loopback: loopback,
+                };
+                match read_policy(&source) {
+                    Ok((policy, reload)) => (policy, Some(source), reload),
+                    Err(error) => {
+                        problems.0.extend(error.problems);
+                        (Policy::default(), None, None)
+                    }
+                }
+            }
+            (None, Some(raw_policy)) => {
+                let reload = raw_policy.reload_interval.clone();
+                (
+                    policy_from_raw(&mut problems, "policy.", raw_policy, loopback),
+                    None,
+                    reload,
+                )
+            }
+            (None, None) => (Policy::default(), None, None),
+        };
+        let policy_reload_interval = problems.duration(
+            "policy.reload_interval",
+            reload.as_deref(),
+            Duration::from_secs(2),
+        );
         match (listen, base_url) {
             (Some(listen), Some(base_url)) if problems.0.is_empty() => Ok(Self {
                 listen,
@@ -307,12 +545,349 @@ impl Config {
                 },
                 portal,
                 server,
+                auth,
+                policy,
+                policy_source,
+                policy_reload_interval,
+                audit,
             }),
             _ => Err(ConfigError {
                 problems: problems.0,
             }),
         }
     }
+}
+
+/// The identity `dev` gives its development token.
+pub const DEVELOPMENT_IDENTITY: &str = "dev";
+/// The development bearer token: `authorization: Bearer dev`.
+pub const DEVELOPMENT_TOKEN: &str = "dev";
+
+/// SHA-256 of a token, as configured for static tokens.
+pub fn sha256(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+fn text_has_policy(text: &str) -> bool {
+    toml::from_str::<PolicyOnly>(text).is_ok_and(|p| !p.policy.callers.is_empty())
+}
+
+/// Reads the policy from its source. Reloads use this too, so a reload applies exactly the rules
+/// a restart would.
+pub fn read_policy(source: &PolicySource) -> Result<(Policy, Option<String>), ConfigError> {
+    let name = source.path.display().to_string();
+    let text = std::fs::read_to_string(&source.path).map_err(|e| ConfigError {
+        problems: vec![format!("policy file {name}: cannot be read: {e}")],
+    })?;
+    let flat = |e: toml::de::Error| e.to_string().trim().replace('\n', " ");
+    let (raw, prefix) = if source.dedicated {
+        let raw: RawPolicy = toml::from_str(&text).map_err(|e| ConfigError {
+            problems: vec![format!("policy file {name}: {}", flat(e))],
+        })?;
+        (raw, "")
+    } else {
+        let raw: PolicyOnly = toml::from_str(&text).map_err(|e| ConfigError {
+            problems: vec![format!("config file {name}: {}", flat(e))],
+        })?;
+        (raw.policy, "policy.")
+    };
+    let reload = raw.reload_interval.clone();
+    let mut problems = Problems::default();
+    let policy = policy_from_raw(&mut problems, prefix, raw, source.allow_http_loopback);
+    if problems.0.is_empty() {
+        Ok((policy, reload))
+    } else {
+        Err(ConfigError {
+            problems: problems.0,
+        })
+    }
+}
+
+fn names_to_set<T: Ord + Copy>(
+    problems: &mut Problems,
+    at: &str,
+    names: &[String],
+    all: &[T],
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> BTreeSet<T> {
+    let mut set = BTreeSet::new();
+    for (j, name) in names.iter().enumerate() {
+        if name == "*" {
+            set.extend(all.iter().copied());
+        } else {
+            match parse(name) {
+                Some(value) => {
+                    set.insert(value);
+                }
+                None => problems.push(format!("{at}[{j}]: unknown {what} {name:?}")),
+            }
+        }
+    }
+    set
+}
+
+fn policy_from_raw(
+    problems: &mut Problems,
+    prefix: &str,
+    raw: RawPolicy,
+    loopback: bool,
+) -> Policy {
+    let mut rules = Vec::with_capacity(raw.callers.len());
+    let mut seen_identities = BTreeSet::new();
+    let mut seen_names = BTreeSet::new();
+    for (i, caller) in raw.callers.into_iter().enumerate() {
+        let at = format!("{prefix}callers[{i}]");
+        if caller.name.trim().is_empty() {
+            problems.push(format!("{at}.name: must not be empty"));
+        } else if !seen_names.insert(caller.name.clone()) {
+            problems.push(format!(
+                "{at}.name: {:?} is used by another rule",
+                caller.name
+            ));
+        }
+        if caller.identities.is_empty() {
+            problems.push(format!("{at}.identities: must list at least one identity"));
+        }
+        for identity in &caller.identities {
+            if identity.trim().is_empty() {
+                problems.push(format!(
+                    "{at}.identities: must not contain an empty identity"
+                ));
+            } else if !seen_identities.insert(identity.clone()) {
+                problems.push(format!(
+                    "{at}.identities: {identity:?} already belongs to another rule"
+                ));
+            }
+        }
+        let rpcs = caller.rpcs.map(|names| {
+            names_to_set(
+                problems,
+                &format!("{at}.rpcs"),
+                &names,
+                &Rpc::ALL,
+                Rpc::from_name,
+                "RPC",
+            )
+        });
+        let intents = caller.intents.map(|names| {
+            names_to_set(
+                problems,
+                &format!("{at}.intents"),
+                &names,
+                &Intent::ALL,
+                Intent::from_workos_name,
+                "intent",
+            )
+        });
+        let organizations = match caller.organizations {
+            None => {
+                problems.push(format!(
+                    "{at}.organizations: required; list WorkOS ids, \"external:<pattern>\" entries, or \"*\""
+                ));
+                OrganizationScope::Listed {
+                    ids: BTreeSet::new(),
+                    external_ids: Vec::new(),
+                }
+            }
+            Some(entries) if entries.iter().any(|e| e == "*") => OrganizationScope::All,
+            Some(entries) => {
+                let mut ids = BTreeSet::new();
+                let mut external_ids = Vec::new();
+                for (j, entry) in entries.iter().enumerate() {
+                    if let Some(pattern) = entry.strip_prefix("external:") {
+                        if pattern.is_empty() {
+                            problems.push(format!(
+                                "{at}.organizations[{j}]: empty external-id pattern"
+                            ));
+                        }
+                        external_ids.push(Pattern::new(pattern));
+                    } else if OrganizationId::parse(entry).is_ok() {
+                        ids.insert(entry.clone());
+                    } else {
+                        problems.push(format!(
+                            "{at}.organizations[{j}]: {entry:?} is neither an organization id nor external:<pattern>"
+                        ));
+                    }
+                }
+                OrganizationScope::Listed { ids, external_ids }
+            }
+        };
+        let return_origins = caller
+            .return_origins
+            .iter()
+            .enumerate()
+            .filter_map(|(j, origin)| {
+                problems.check(
+                    &format!("{at}.return_origins[{j}]"),
+                    OriginRule::parse(origin, loopback),
+                )
+            })
+            .collect();
+        rules.push(Rule {
+            name: caller.name,
+            identities: caller.identities.into_iter().collect(),
+            rpcs,
+            intents,
+            organizations,
+            return_origins,
+            require_acting_user: caller.require_acting_user,
+        });
+    }
+    Policy { rules }
+}
+
+fn jwt_algorithm(name: &str) -> Option<jsonwebtoken::Algorithm> {
+    use jsonwebtoken::Algorithm as A;
+    Some(match name {
+        "RS256" => A::RS256,
+        "RS384" => A::RS384,
+        "RS512" => A::RS512,
+        "PS256" => A::PS256,
+        "PS384" => A::PS384,
+        "PS512" => A::PS512,
+        "ES256" => A::ES256,
+        "ES384" => A::ES384,
+        "EdDSA" => A::EdDSA,
+        _ => return None,
+    })
+}
+
+fn jwt_settings(problems: &mut Problems, jwt: RawJwt) -> Option<JwtSettings> {
+    let jwks = match (jwt.jwks_file, jwt.jwks_url) {
+        (Some(file), None) => Some(JwksSource::File(PathBuf::from(file))),
+        (None, Some(url)) => problems.check(
+            "auth.jwt.jwks_url",
+            Url::parse(&url)
+                .map_err(|_| format!("{url:?} is not an absolute URL"))
+                .and_then(|u| match u.scheme() {
+                    "https" | "http" => Ok(JwksSource::Url(u)),
+                    _ => Err("must be an http(s) URL".into()),
+                }),
+        ),
+        _ => {
+            problems.push("auth.jwt: set exactly one of jwks_file or jwks_url".into());
+            None
+        }
+    };
+    if jwt.issuer.is_empty() {
+        problems.push("auth.jwt.issuer: must not be empty".into());
+    }
+    if jwt.audience.is_empty() {
+        problems.push("auth.jwt.audience: must not be empty".into());
+    }
+    let names = if jwt.algorithms.is_empty() {
+        vec!["RS256".to_owned()]
+    } else {
+        jwt.algorithms
+    };
+    let mut algorithms = Vec::new();
+    for (j, name) in names.iter().enumerate() {
+        match jwt_algorithm(name) {
+            Some(a) => algorithms.push(a),
+            None => problems.push(format!(
+                "auth.jwt.algorithms[{j}]: {name:?} is not an asymmetric JWS algorithm (RS256, ES256, EdDSA, ...)"
+            )),
+        }
+    }
+    let leeway = problems.duration(
+        "auth.jwt.leeway",
+        jwt.leeway.as_deref(),
+        Duration::from_secs(30),
+    );
+    let refresh_interval = problems.duration(
+        "auth.jwt.refresh_interval",
+        jwt.refresh_interval.as_deref(),
+        Duration::from_secs(60),
+    );
+    jwks.map(|jwks| JwtSettings {
+        jwks,
+        issuer: jwt.issuer,
+        audience: jwt.audience,
+        algorithms,
+        leeway,
+        refresh_interval,
+    })
+}
+
+fn auth_settings(problems: &mut Problems, raw: RawAuth, tls: Option<RawTls>) -> AuthSettings {
+    let mut tokens = Vec::with_capacity(raw.tokens.len());
+    for (i, token) in raw.tokens.iter().enumerate() {
+        let at = format!("auth.tokens[{i}]");
+        if token.identity.trim().is_empty() {
+            problems.push(format!("{at}.identity: must not be empty"));
+        }
+        match decode_hex32(&token.sha256) {
+            Some(sha256) => tokens.push(TokenDigest { identity: token.identity.clone(), sha256 }),
+            None => problems.push(format!(
+                "{at}.sha256: must be the 64-hex-digit SHA-256 of the token (never the token itself)"
+            )),
+        }
+    }
+    let jwt = raw.jwt.and_then(|jwt| jwt_settings(problems, jwt));
+    let mesh = raw.mesh.unwrap_or_default();
+    let trusted_proxies = mesh
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, cidr)| {
+            problems.check(
+                &format!("auth.mesh.trusted_proxies[{i}]"),
+                cidr.parse::<ipnet::IpNet>()
+                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("{cidr:?} is not an address or CIDR such as 127.0.0.1/32")
+                    }),
+            )
+        })
+        .collect();
+    let tls = tls.and_then(|tls| tls_settings(problems, tls));
+    AuthSettings {
+        tokens,
+        jwt,
+        mesh: MeshSettings {
+            trusted_proxies,
+            trust_domain: mesh.trust_domain,
+        },
+        tls,
+    }
+}
+
+fn tls_settings(problems: &mut Problems, tls: RawTls) -> Option<TlsSettings> {
+    let mut read = |setting: &str, path: &str| {
+        problems.check(
+            setting,
+            std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}")),
+        )
+    };
+    let cert_pem = read("tls.cert_file", &tls.cert_file);
+    let key_pem = read("tls.key_file", &tls.key_file);
+    let client_ca_pem = tls
+        .client_ca_file
+        .as_deref()
+        .and_then(|path| read("tls.client_ca_file", path));
+    if tls.trust_domain.is_some() && tls.client_ca_file.is_none() {
+        problems.push("tls.trust_domain: needs tls.client_ca_file (client certificates)".into());
+    }
+    Some(TlsSettings {
+        cert_pem: cert_pem?,
+        key_pem: SecretSlice::from(key_pem?),
+        client_ca_pem,
+        trust_domain: tls.trust_domain,
+    })
+}
+
+fn decode_hex32(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -374,5 +949,73 @@ return_url = "https://app.example.com/"
         let config =
             Config::load("", env(&[("WORKOS_API_KEY", "sk_test_canary_debug")])).expect("valid");
         assert!(!format!("{config:?}").contains("canary"));
+    }
+
+    #[test]
+    fn a_policy_with_mistakes_names_each_one() {
+        let text = r#"
+[auth]
+tokens = [{ identity = "billing", sha256 = "billing-token-in-clear" }]
+[auth.jwt]
+issuer = "https://kubernetes.default.svc"
+audience = ""
+algorithms = ["HS256"]
+[auth.mesh]
+trusted_proxies = ["10.0.0.0/33"]
+[[policy.callers]]
+name = "billing"
+identities = ["billing"]
+rpcs = ["GenerateLink", "MintEverything"]
+intents = ["sso", "payroll"]
+organizations = ["org_nope", "external:"]
+return_origins = ["http://billing.example.com", "https://billing.example.com/?x=1"]
+[[policy.callers]]
+name = "billing"
+identities = ["billing"]
+"#;
+        let error =
+            Config::load(text, env(&[("WORKOS_API_KEY", "sk_test_abcdef")])).expect_err("invalid");
+        let expected = [
+            "auth.tokens[0].sha256:",
+            "auth.jwt: set exactly one of jwks_file or jwks_url",
+            "auth.jwt.audience:",
+            "auth.jwt.algorithms[0]:",
+            "auth.mesh.trusted_proxies[0]:",
+            "policy.callers[0].rpcs[1]: unknown RPC \"MintEverything\"",
+            "policy.callers[0].intents[1]: unknown intent \"payroll\"",
+            "policy.callers[0].organizations[0]:",
+            "policy.callers[0].organizations[1]: empty external-id pattern",
+            "policy.callers[0].return_origins[0]:",
+            "policy.callers[0].return_origins[1]:",
+            "policy.callers[1].name:",
+            "policy.callers[1].identities:",
+            "policy.callers[1].organizations: required",
+        ];
+        for problem in expected {
+            assert!(
+                error.problems.iter().any(|p| p.starts_with(problem)),
+                "{problem} missing from {error}"
+            );
+        }
+        assert_eq!(error.problems.len(), expected.len(), "{error}");
+        assert!(
+            !error.to_string().contains("billing-token-in-clear\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn development_config_allows_the_dev_token_everything() {
+        let config = Config::development(
+            "127.0.0.1:0".parse().expect("addr"),
+            Url::parse("http://127.0.0.1:4100").expect("url"),
+            SecretString::from("sk_test_emulator"),
+        );
+        assert_eq!(config.auth.tokens[0].sha256, sha256(DEVELOPMENT_TOKEN));
+        let decision = config.policy.authorize(
+            DEVELOPMENT_IDENTITY,
+            &crate::auth::policy::AccessRequest::new(Rpc::DeleteOrganization),
+        );
+        assert!(decision.allowed());
     }
 }

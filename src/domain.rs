@@ -180,14 +180,19 @@ impl fmt::Display for Intent {
     }
 }
 
-/// A return or success URL: absolute `https`, or plain `http` to a loopback host when the
-/// configuration allows it (for development). No user info, no fragment.
+/// A return or success URL: absolute `https` to a DNS host, or plain `http` to a loopback host
+/// when the configuration allows it (development). Anything that could make two readers disagree
+/// about where the URL leads is refused: non-ASCII text, backslashes, user info, percent-encoded
+/// or trailing-dot hosts, IP literals, fragments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedirectUrl(url::Url);
 
 impl RedirectUrl {
     /// Parses a URL, explaining what is wrong with a bad one.
     pub fn parse(value: &str, allow_http_loopback: bool) -> Result<Self, String> {
+        if !value.is_ascii() {
+            return Err("must be ASCII (write an internationalized host in punycode, xn--)".into());
+        }
         if value
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
@@ -195,22 +200,37 @@ impl RedirectUrl {
             return Err("must not contain spaces, control characters or backslashes".into());
         }
         let url = url::Url::parse(value).map_err(|_| "must be an absolute URL".to_owned())?;
-        let Some(host) = url.host_str() else {
-            return Err("must name a host".into());
-        };
-        if !url.username().is_empty() || url.password().is_some() {
+        let authority = value
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default())
+            .ok_or_else(|| "must be an absolute URL such as https://app.example.com/".to_owned())?;
+        if authority.contains('@') || !url.username().is_empty() || url.password().is_some() {
             return Err("must not contain user info".into());
         }
+        if authority.contains('%') {
+            return Err("must not percent-encode the host".into());
+        }
+        let loopback = match url.host() {
+            Some(url::Host::Domain(domain)) => {
+                if domain.ends_with('.') {
+                    return Err("must not end the host with a dot".into());
+                }
+                domain == "localhost"
+            }
+            Some(url::Host::Ipv4(ip)) if allow_http_loopback && ip.is_loopback() => true,
+            Some(url::Host::Ipv6(ip)) if allow_http_loopback && ip.is_loopback() => true,
+            Some(_) => return Err("must name a DNS host, not an IP address".into()),
+            None => return Err("must name a host".into()),
+        };
         if url.fragment().is_some() {
             return Err("must not contain a fragment".into());
         }
         match url.scheme() {
             "https" => {}
-            "http" if allow_http_loopback && is_loopback(host) => {}
+            "http" if allow_http_loopback && loopback => {}
             "http" if allow_http_loopback => {
                 return Err("must use https (http is allowed for localhost only)".into());
             }
-            "http" => return Err("must use https".into()),
             _ => return Err("must use https".into()),
         }
         Ok(Self(url))
@@ -225,10 +245,31 @@ impl RedirectUrl {
     pub fn origin(&self) -> String {
         self.0.origin().ascii_serialization()
     }
-}
 
-fn is_loopback(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+    /// The scheme.
+    pub fn scheme(&self) -> &str {
+        self.0.scheme()
+    }
+
+    /// The lower-case host.
+    pub fn host(&self) -> &str {
+        self.0.host_str().unwrap_or_default()
+    }
+
+    /// The explicit or default port.
+    pub fn port(&self) -> u16 {
+        self.0.port_or_known_default().unwrap_or_default()
+    }
+
+    /// The normalised path.
+    pub fn path(&self) -> &str {
+        self.0.path()
+    }
+
+    /// The query, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.0.query()
+    }
 }
 
 /// An e-mail address, checked for shape only.

@@ -88,6 +88,17 @@ pub enum Error {
         /// For the caller.
         description: String,
     },
+    /// The caller's identity is missing or unproven.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(crate::auth::identity::AuthError),
+    /// The caller is proven but the policy does not allow the call.
+    #[error("denied: {explanation}")]
+    Denied {
+        /// Which check failed.
+        denial: crate::auth::policy::Denial,
+        /// For the caller.
+        explanation: String,
+    },
     /// A WorkOS call failed in a way with no more specific meaning.
     #[error("WorkOS call failed")]
     Upstream(#[from] workos::Error),
@@ -157,6 +168,23 @@ impl From<Error> for Status {
                 info(&mut details, reason, HashMap::new());
                 details.set_resource_info(resource_type, name, "", description.clone());
                 Status::with_error_details(Code::AlreadyExists, description, details)
+            }
+            Error::Unauthenticated(error) => {
+                info(&mut details, error.reason, HashMap::new());
+                Status::with_error_details(Code::Unauthenticated, error.description, details)
+            }
+            Error::Denied {
+                denial,
+                explanation,
+            } => {
+                info(&mut details, denial.reason(), HashMap::new());
+                // A URL outside the caller's allow-list is a bad argument the caller can fix, so
+                // it is INVALID_ARGUMENT naming the field; every other denial is PERMISSION_DENIED.
+                if let crate::auth::policy::Denial::ReturnUrlNotAllowed { field } = denial {
+                    details.add_bad_request_violation(field, explanation.clone());
+                    return Status::with_error_details(Code::InvalidArgument, explanation, details);
+                }
+                Status::with_error_details(Code::PermissionDenied, explanation, details)
             }
             Error::Upstream(error) => upstream_status(error, details),
         }

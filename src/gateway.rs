@@ -188,9 +188,12 @@ impl Gateway {
         }
     }
 
-    /// Mints a portal link, filling in configured default URLs.
-    pub async fn generate_link(&self, request: &LinkRequest) -> Result<PortalLink, Error> {
-        let organization_id = self.resolve(&request.organization).await?;
+    /// Mints a portal link for a resolved organization, filling in configured default URLs.
+    pub async fn generate_link(
+        &self,
+        organization_id: &OrganizationId,
+        request: &LinkRequest,
+    ) -> Result<PortalLink, Error> {
         let return_url = request
             .return_url
             .as_ref()
@@ -202,7 +205,7 @@ impl Gateway {
         let (link, minted) = self
             .workos
             .generate_link(
-                &organization_id,
+                organization_id,
                 request.intent,
                 request,
                 return_url,
@@ -213,7 +216,7 @@ impl Gateway {
         Ok(PortalLink {
             link,
             expires_at: minted + LINK_LIFETIME,
-            organization_id,
+            organization_id: organization_id.clone(),
             intent: request.intent,
         })
     }
@@ -221,15 +224,13 @@ impl Gateway {
     /// Revokes every link minted for `external_user_id` in an organization.
     pub async fn revoke_links(
         &self,
-        organization: &OrganizationRef,
+        organization_id: &OrganizationId,
         external_user_id: &str,
-    ) -> Result<OrganizationId, Error> {
-        let organization_id = self.resolve(organization).await?;
+    ) -> Result<(), Error> {
         self.workos
-            .revoke_links(&organization_id, external_user_id)
+            .revoke_links(organization_id, external_user_id)
             .await
-            .map_err(|e| Error::not_found_as(e, "organization", organization_id.as_str()))?;
-        Ok(organization_id)
+            .map_err(|e| Error::not_found_as(e, "organization", organization_id.as_str()))
     }
 
     /// Every intent with its configured defaults.

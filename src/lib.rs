@@ -10,6 +10,7 @@
 //! - [`config`] loads and validates configuration; secrets stay wrapped.
 //! - [`emulator`] is an independent WorkOS emulator for development and tests.
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod emulator;

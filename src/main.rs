@@ -169,17 +169,7 @@ async fn dev_inner(listen: SocketAddr, emulator_listen: SocketAddr) -> Result<()
 }
 
 async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) => {
-            eprintln!(
-                "portal-gateway: config file {}: cannot be read: {error}",
-                path.display()
-            );
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let mut config = match Config::load(&text, |name| std::env::var(name).ok()) {
+    let mut config = match Config::load_file(&path, |name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(error) => {
             for problem in &error.problems {

@@ -12,11 +12,17 @@ use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 
 use crate::{
-    config::Config,
+    auth::{
+        Gatekeeper, PolicyStore,
+        audit::Auditor,
+        identity::{Authenticator, JwtVerifier},
+    },
+    config::{self, Config},
     gateway::Gateway,
     grpc,
     proto::{
-        self, organization_service_server::OrganizationServiceServer,
+        self, access_service_server::AccessServiceServer,
+        organization_service_server::OrganizationServiceServer,
         portal_service_server::PortalServiceServer,
     },
     workos,
@@ -31,9 +37,15 @@ pub enum ServeError {
     /// Reflection could not load the descriptor set.
     #[error("could not build server reflection")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The gRPC server failed.
+    /// The gRPC server failed, or its TLS settings were refused.
     #[error("gRPC server failed")]
     Transport(#[from] tonic::transport::Error),
+    /// The JWKS could not be loaded.
+    #[error("cannot start JWT verification: {0}")]
+    Jwks(String),
+    /// The audit sink could not be opened.
+    #[error("cannot open the audit sink")]
+    Audit(#[source] std::io::Error),
 }
 
 /// The fully qualified names of the gateway's own services, as health checks name them.
@@ -50,6 +62,35 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let workos = workos::Client::new(&config.workos)?;
     let gateway = Gateway::new(workos, config.portal.clone());
+    let jwt = match config.auth.jwt.clone() {
+        Some(settings) => Some(JwtVerifier::new(settings).await.map_err(ServeError::Jwks)?),
+        None => None,
+    };
+    let authenticator = Authenticator {
+        tokens: config.auth.tokens.clone(),
+        jwt,
+        mesh: config.auth.mesh.clone(),
+        client_cert_trust_domain: config
+            .auth
+            .tls
+            .as_ref()
+            .and_then(|t| t.trust_domain.clone()),
+    };
+    if config.policy.rules.is_empty() {
+        tracing::warn!(
+            "the policy has no rules: every call to the gateway's services will be denied"
+        );
+    }
+    let policy = PolicyStore::new(config.policy.clone());
+    let auditor = Auditor::open(&config.audit).map_err(ServeError::Audit)?;
+    let core = grpc::Core::new(
+        gateway,
+        Gatekeeper::new(authenticator, policy.clone(), auditor),
+    );
+    let reloader = config
+        .policy_source
+        .clone()
+        .map(|source| tokio::spawn(reload_policy(source, config.policy_reload_interval, policy)));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -84,15 +125,29 @@ pub async fn serve(
         let _ = draining_tx.send(());
     };
 
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.auth.tls {
+        use secrecy::ExposeSecret;
+        let identity =
+            tonic::transport::Identity::from_pem(&tls.cert_pem, tls.key_pem.expose_secret());
+        let mut tls_config = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &tls.client_ca_pem {
+            tls_config = tls_config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(tls_config)?;
+    }
+    let server = builder
         .timeout(config.server.request_timeout)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(OrganizationServiceServer::new(
-            grpc::OrganizationService::new(gateway.clone()),
+            grpc::OrganizationService::new(core.clone()),
         ))
-        .add_service(PortalServiceServer::new(grpc::PortalService::new(gateway)))
+        .add_service(PortalServiceServer::new(grpc::PortalService::new(
+            core.clone(),
+        )))
+        .add_service(AccessServiceServer::new(grpc::AccessService::new(core)))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
     tokio::pin!(server);
     tokio::select! {
@@ -107,6 +162,56 @@ pub async fn serve(
             tracing::warn!(grace = ?grace, "grace period over; exiting with calls still in flight");
         }
     }
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Reloads the policy when its file changes (checked every `interval`) or on SIGHUP. A policy
+/// with mistakes is refused, each mistake logged, and the one in force stays.
+async fn reload_policy(
+    source: config::PolicySource,
+    interval: std::time::Duration,
+    store: PolicyStore,
+) {
+    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut last_seen = modified(&source.path);
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hangup_signal = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup_signal = std::future::pending::<Option<()>>();
+        let forced = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = hangup_signal => true,
+        };
+        let now = modified(&source.path);
+        if !forced && now == last_seen {
+            continue;
+        }
+        last_seen = now;
+        match config::read_policy(&source) {
+            Ok((policy, _)) => {
+                let rules = policy.rules.len();
+                store.replace(policy);
+                tracing::info!(path = %source.path.display(), rules, "policy reloaded");
+            }
+            Err(error) => {
+                for problem in &error.problems {
+                    tracing::error!(path = %source.path.display(), problem = %problem, "policy refused; the previous policy stays in force");
+                }
+            }
+        }
+    }
 }

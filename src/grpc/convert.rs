@@ -549,3 +549,72 @@ mod tests {
         assert!(parse_page_token("not-a-token", ListOrder::Ascending, &domains).is_err());
     }
 }
+
+/// A CheckAccess request, parsed.
+#[derive(Debug)]
+pub(crate) struct AccessCheck {
+    pub(crate) rpc: crate::auth::policy::Rpc,
+    pub(crate) organization: Option<OrganizationRef>,
+    pub(crate) intent: Option<Intent>,
+    pub(crate) return_url: Option<RedirectUrl>,
+    pub(crate) success_url: Option<RedirectUrl>,
+    pub(crate) acting_user: Option<String>,
+    pub(crate) identity: Option<String>,
+}
+
+pub(crate) fn check_access(
+    req: proto::CheckAccessRequest,
+    allow_http_loopback: bool,
+) -> Result<AccessCheck, Invalid> {
+    use proto::check_access_request::Organization as O;
+    let mut invalid = Invalid::default();
+    let rpc = if req.rpc.is_empty() {
+        invalid.add("rpc", "is required");
+        None
+    } else {
+        let rpc = crate::auth::policy::Rpc::from_name(&req.rpc);
+        if rpc.is_none() {
+            invalid.add(
+                "rpc",
+                format!("{:?} is not an RPC of this gateway", req.rpc),
+            );
+        }
+        rpc
+    };
+    let organization = match &req.organization {
+        Some(O::OrganizationId(id)) => invalid
+            .check("organization_id", OrganizationId::parse(id))
+            .map(OrganizationRef::Id),
+        Some(O::ExternalId(ext)) => invalid
+            .check("external_id", ExternalId::parse(ext))
+            .map(OrganizationRef::External),
+        None => None,
+    };
+    let intent = if req.intent == 0 {
+        None
+    } else {
+        invalid.check("intent", intent_from_proto(req.intent))
+    };
+    let return_url = super::optional_url(
+        &mut invalid,
+        "return_url",
+        &req.return_url,
+        allow_http_loopback,
+    );
+    let success_url = super::optional_url(
+        &mut invalid,
+        "success_url",
+        &req.success_url,
+        allow_http_loopback,
+    );
+    invalid.into_result()?;
+    Ok(AccessCheck {
+        rpc: rpc.ok_or_default()?,
+        organization,
+        intent,
+        return_url,
+        success_url,
+        acting_user: (!req.acting_user.is_empty()).then_some(req.acting_user),
+        identity: (!req.identity.is_empty()).then_some(req.identity),
+    })
+}

@@ -1,18 +1,19 @@
 //! Starts the emulator and the gateway in-process on port 0 and hands tests real gRPC clients,
 //! an HTTP client for the emulator, and the emulator's control API.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use portal_gateway::{
     Config, emulator,
     proto::{
+        access_service_client::AccessServiceClient,
         organization_service_client::OrganizationServiceClient,
         portal_service_client::PortalServiceClient,
     },
 };
 use serde_json::Value;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::transport::Channel;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::health_client::HealthClient;
 
 pub(crate) const API_KEY: &str = "sk_test_emulator";
@@ -116,17 +117,92 @@ impl Drop for TestEmulator {
     }
 }
 
+/// Credentials a test client sends with every call.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Credentials {
+    pub(crate) token: Option<String>,
+    pub(crate) acting_user: Option<String>,
+    pub(crate) headers: Vec<(&'static str, String)>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let metadata = request.metadata_mut();
+        if let Some(token) = &self.token {
+            metadata.insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("ascii token"),
+            );
+        }
+        if let Some(user) = &self.acting_user {
+            metadata.insert("x-acting-user", user.parse().expect("ascii user"));
+        }
+        for (name, value) in &self.headers {
+            metadata.insert(*name, value.parse().expect("ascii header"));
+        }
+        Ok(request)
+    }
+}
+
+pub(crate) type Authed = InterceptedService<Channel, Credentials>;
+
+/// Clients for one caller.
+#[derive(Clone)]
+pub(crate) struct Clients {
+    pub(crate) orgs: OrganizationServiceClient<Authed>,
+    pub(crate) portal: PortalServiceClient<Authed>,
+    pub(crate) access: AccessServiceClient<Authed>,
+}
+
+impl Clients {
+    pub(crate) fn new(channel: Channel, credentials: Credentials) -> Self {
+        Self {
+            orgs: OrganizationServiceClient::with_interceptor(channel.clone(), credentials.clone()),
+            portal: PortalServiceClient::with_interceptor(channel.clone(), credentials.clone()),
+            access: AccessServiceClient::with_interceptor(channel, credentials),
+        }
+    }
+}
+
 /// The gateway wired to its own emulator.
 pub(crate) struct TestApp {
     pub(crate) emulator: TestEmulator,
-    pub(crate) orgs: OrganizationServiceClient<Channel>,
-    pub(crate) portal: PortalServiceClient<Channel>,
+    pub(crate) channel: Channel,
+    /// Clients for the all-powerful `admin` caller.
+    pub(crate) orgs: OrganizationServiceClient<Authed>,
+    pub(crate) portal: PortalServiceClient<Authed>,
     pub(crate) health: HealthClient<Channel>,
+    pub(crate) audit_path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), portal_gateway::ServeError>>>,
 }
 
-/// The development-style configuration every test starts from, as a TOML string.
+/// The token of the `admin` caller every test starts with.
+pub(crate) const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// SHA-256 of a token in hex, as the configuration stores it.
+pub(crate) fn digest(token: &str) -> String {
+    portal_gateway::config::sha256(token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A unique path in the temporary directory.
+pub(crate) fn temp_path(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "portal-gateway-test-{}-{n}-{name}",
+        std::process::id()
+    ))
+}
+
+/// The configuration every test starts from, as a TOML string: an `admin` caller allowed
+/// everything, audit to `audit_path`.
 pub(crate) fn base_config(emulator_url: &str) -> String {
     format!(
         r#"
@@ -140,7 +216,15 @@ allow_http_loopback = true
 success_url = "https://app.example.com/settings/sso/done"
 [server]
 shutdown_grace = "5s"
-"#
+[auth]
+tokens = [{{ identity = "admin", sha256 = "{admin}" }}]
+[[policy.callers]]
+name = "admin"
+identities = ["admin"]
+organizations = ["*"]
+return_origins = ["*"]
+"#,
+        admin = digest(ADMIN_TOKEN)
     )
 }
 
@@ -155,8 +239,13 @@ pub(crate) async fn spawn_app_with(
     config_toml: &str,
     api_key: &str,
 ) -> TestApp {
+    let audit_path = temp_path("audit.log");
+    let config_toml = format!(
+        "{config_toml}\n[audit]\nfile = {:?}\n",
+        audit_path.display().to_string()
+    );
     let env = |name: &str| (name == "WORKOS_API_KEY").then(|| api_key.to_owned());
-    let config = Config::load(config_toml, env).expect("test config is valid");
+    let config = Config::load(&config_toml, env).expect("test config is valid");
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind gateway");
@@ -172,17 +261,48 @@ pub(crate) async fn spawn_app_with(
         .connect()
         .await
         .expect("connect to gateway");
+    let admin = Clients::new(
+        channel.clone(),
+        Credentials {
+            token: Some(ADMIN_TOKEN.into()),
+            ..Credentials::default()
+        },
+    );
     TestApp {
         emulator,
-        orgs: OrganizationServiceClient::new(channel.clone()),
-        portal: PortalServiceClient::new(channel.clone()),
-        health: HealthClient::new(channel),
+        orgs: admin.orgs,
+        portal: admin.portal,
+        health: HealthClient::new(channel.clone()),
+        channel,
+        audit_path,
         stop: Some(stop),
         server: Some(server),
     }
 }
 
 impl TestApp {
+    /// Clients that send these credentials.
+    pub(crate) fn clients(&self, credentials: Credentials) -> Clients {
+        Clients::new(self.channel.clone(), credentials)
+    }
+
+    /// Clients for a bearer token.
+    pub(crate) fn as_token(&self, token: &str) -> Clients {
+        self.clients(Credentials {
+            token: Some(token.into()),
+            ..Credentials::default()
+        })
+    }
+
+    /// Every audit record written so far.
+    pub(crate) fn audit_records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.audit_path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("audit lines are JSON"))
+            .collect()
+    }
+
     /// Sends the shutdown signal without waiting.
     pub(crate) fn signal_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -200,6 +320,7 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let _ = std::fs::remove_file(&self.audit_path);
     }
 }
 

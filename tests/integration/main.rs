@@ -4,4 +4,5 @@
 mod emulator;
 mod gateway;
 mod helpers;
+mod security;
 mod tools;

@@ -166,3 +166,230 @@ fn the_emulator_command_prints_its_address_and_serves() {
     let _ = child.wait();
     assert_eq!(String::from_utf8_lossy(&answer.stdout), "200");
 }
+
+/// Reads lines from a child's stdout until one starts with `prefix`; returns the rest of it.
+async fn wait_for_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    prefix: &str,
+) -> String {
+    let found = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_owned();
+            }
+        }
+        panic!("the process exited before printing {prefix:?}");
+    });
+    found
+        .await
+        .expect("the process printed its address in time")
+}
+
+#[tokio::test]
+async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
+    use portal_gateway::proto::{self, Intent};
+    use tokio::io::AsyncBufReadExt;
+
+    const KEY: &str = "sk_test_CANARYKEY7c1d9e";
+    const TOKEN: &str = "canary-caller-token-4b2f8a";
+    const WRONG_TOKEN: &str = "canary-wrong-token-1e5d3c";
+
+    let mut emulator = tokio::process::Command::new(BINARY)
+        .args(["emulator", "--listen", "127.0.0.1:0", "--api-key", KEY])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start emulator");
+    let mut emulator_out =
+        tokio::io::BufReader::new(emulator.stdout.take().expect("stdout")).lines();
+    let emulator_url = wait_for_line(&mut emulator_out, "WorkOS emulator listening on ").await;
+
+    let config_path = crate::helpers::temp_path("canary.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[workos]\nbase_url = {emulator_url:?}\nrequest_timeout = \"2s\"\n[auth]\ntokens = [{{ identity = \"canary\", sha256 = \"{}\" }}]\n[[policy.callers]]\nname = \"canary\"\nidentities = [\"canary\"]\norganizations = [\"*\"]\nreturn_origins = [\"https://app.example.com\"]\n",
+            crate::helpers::digest(TOKEN)
+        ),
+    )
+    .expect("config");
+    let stdout_path = crate::helpers::temp_path("canary.stdout");
+    let stderr_path = crate::helpers::temp_path("canary.stderr");
+    let mut gateway = tokio::process::Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config_path)
+        .env("WORKOS_API_KEY", KEY)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start gateway");
+    let mut gateway_out = tokio::io::BufReader::new(gateway.stdout.take().expect("stdout")).lines();
+    let address = wait_for_line(&mut gateway_out, "portal-gateway listening on ").await;
+    // Keep draining stdout (audit records) into a file while the calls run.
+    let drain_path = stdout_path.clone();
+    let drain = tokio::spawn(async move {
+        let mut captured = String::new();
+        while let Ok(Some(line)) = gateway_out.next_line().await {
+            captured.push_str(&line);
+            captured.push('\n');
+        }
+        std::fs::write(drain_path, captured).expect("write stdout");
+    });
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let credentials = |token: &str| crate::helpers::Credentials {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    let good = crate::helpers::Clients::new(channel.clone(), credentials(TOKEN));
+    let wrong = crate::helpers::Clients::new(channel, credentials(WRONG_TOKEN));
+    let mut statuses: Vec<tonic::Status> = Vec::new();
+    let mut secrets: Vec<String> = Vec::new();
+
+    let ensure = proto::EnsureOrganizationRequest {
+        external_id: "acme".into(),
+        name: "Acme".into(),
+        ..Default::default()
+    };
+    good.orgs
+        .clone()
+        .ensure_organization(ensure)
+        .await
+        .expect("ensure");
+    for intent in [Intent::Sso, Intent::Dsync, Intent::BringYourOwnKey] {
+        let request = proto::GenerateLinkRequest {
+            organization: Some(proto::generate_link_request::Organization::ExternalId(
+                "acme".into(),
+            )),
+            intent: intent as i32,
+            return_url: "https://app.example.com/back".into(),
+            external_user_id: "admin-1".into(),
+            ..Default::default()
+        };
+        let link = good
+            .portal
+            .clone()
+            .generate_link(request)
+            .await
+            .expect("mint")
+            .into_inner()
+            .portal_link
+            .expect("link");
+        secrets.push(link.link.clone());
+        secrets.push(
+            link.link
+                .split("secret=")
+                .nth(1)
+                .expect("secret")
+                .to_owned(),
+        );
+    }
+    let unknown = proto::GetOrganizationRequest {
+        organization: Some(proto::get_organization_request::Organization::Id(
+            "org_01EHWNCE74X7JSDV0X3SZ3KJNY".into(),
+        )),
+    };
+    statuses.push(
+        good.orgs
+            .clone()
+            .get_organization(unknown.clone())
+            .await
+            .expect_err("unknown"),
+    );
+    statuses.push(
+        wrong
+            .orgs
+            .clone()
+            .get_organization(unknown.clone())
+            .await
+            .expect_err("wrong token"),
+    );
+    let http = reqwest::Client::new();
+    for fault in [
+        serde_json::json!({"route": "*", "status": 401, "count": 1}),
+        serde_json::json!({"route": "*", "status": 503, "count": 1}),
+        serde_json::json!({"route": "*", "malformed": true, "count": 1}),
+        serde_json::json!({"route": "*", "status": 429, "retry_after": 3, "count": 1}),
+    ] {
+        http.post(format!("{emulator_url}/_emulator/faults"))
+            .json(&fault)
+            .send()
+            .await
+            .expect("fault");
+        statuses.push(
+            good.orgs
+                .clone()
+                .get_organization(unknown.clone())
+                .await
+                .expect_err("fault"),
+        );
+    }
+    let hostile = proto::GenerateLinkRequest {
+        organization: Some(proto::generate_link_request::Organization::ExternalId(
+            "acme".into(),
+        )),
+        intent: Intent::Sso as i32,
+        return_url: format!("https://evil.example/?token={TOKEN}"),
+        ..Default::default()
+    };
+    statuses.push(
+        good.portal
+            .clone()
+            .generate_link(hostile)
+            .await
+            .expect_err("hostile"),
+    );
+
+    let pid = gateway.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(15), gateway.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
+    drain.await.expect("drain");
+    let _ = emulator.kill().await;
+
+    let stdout = std::fs::read_to_string(&stdout_path).expect("stdout");
+    let stderr = std::fs::read_to_string(&stderr_path).expect("stderr");
+    assert!(
+        stderr.lines().count() > 20,
+        "trace logging was on: {} lines",
+        stderr.lines().count()
+    );
+    assert!(
+        stdout.contains("\"rpc\":\"GenerateLink\""),
+        "the audit trail was captured"
+    );
+    let statuses_text: String = statuses
+        .iter()
+        .map(|s| format!("{s:?}\n{}\n", s.message()))
+        .collect();
+    let canaries = [KEY, TOKEN, WRONG_TOKEN]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(secrets);
+    for canary in canaries {
+        for (place, text) in [
+            ("logs", &stderr),
+            ("stdout and audit", &stdout),
+            ("statuses", &statuses_text),
+        ] {
+            assert!(!text.contains(&canary), "{canary:?} leaked into {place}");
+        }
+    }
+    for path in [config_path, stdout_path, stderr_path] {
+        let _ = std::fs::remove_file(path);
+    }
+}

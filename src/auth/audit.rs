@@ -1,0 +1,231 @@
+//! The audit trail: one JSON line per minting or mutating RPC (allowed or not) and per denial of
+//! any RPC, written to its own sink (stdout by default, or an append-only file).
+//!
+//! A record says who (identity and how it was proven), on whose behalf (acting user), what (RPC,
+//! organization, intent, URL origins), the outcome and the request id. It never holds a link, a
+//! token or the key: a minted link appears only as a fingerprint (a SHA-256 prefix), enough to
+//! match a leaked link to its record.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::SystemTime,
+};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{identity::Caller, policy::Rpc};
+
+/// Where audit records go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AuditTarget {
+    /// Standard output, one JSON object per line.
+    #[default]
+    Stdout,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+/// Writes audit records. Each record is one `write` of one line, under a lock, so concurrent
+/// records never interleave.
+#[derive(Debug)]
+pub struct Auditor {
+    sink: Mutex<Sink>,
+}
+
+#[derive(Debug)]
+enum Sink {
+    Stdout,
+    File(std::fs::File),
+}
+
+impl Auditor {
+    /// Opens the target (creating a file if needed, appending to it).
+    pub fn open(target: &AuditTarget) -> std::io::Result<Self> {
+        let sink = match target {
+            AuditTarget::Stdout => Sink::Stdout,
+            AuditTarget::File(path) => Sink::File(open_append(path)?),
+        };
+        Ok(Self {
+            sink: Mutex::new(sink),
+        })
+    }
+
+    /// Writes one record. A failed write is logged, never fatal to the call.
+    pub fn write(&self, record: &AuditRecord) {
+        let mut line = match serde_json::to_vec(record) {
+            Ok(line) => line,
+            Err(error) => {
+                tracing::error!(error = %error, "cannot encode an audit record");
+                return;
+            }
+        };
+        line.push(b'\n');
+        let mut sink = self
+            .sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let written = match &mut *sink {
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&line).and_then(|()| out.flush())
+            }
+            Sink::File(file) => file.write_all(&line),
+        };
+        if let Err(error) = written {
+            tracing::error!(error = %error, "cannot write an audit record");
+        }
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// One audit record, as written.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditRecord {
+    /// RFC 3339 time, UTC, milliseconds.
+    pub time: String,
+    /// The RPC method name.
+    pub rpc: &'static str,
+    /// gRPC outcome, such as `OK` or `PERMISSION_DENIED`.
+    pub outcome: &'static str,
+    /// ErrorInfo reason of a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The caller's identity, when proven.
+    pub caller: Option<String>,
+    /// How it was proven.
+    pub proof: Option<&'static str>,
+    /// The acting user (`x-acting-user`).
+    pub acting_user: Option<String>,
+    /// WorkOS organization id.
+    pub organization_id: Option<String>,
+    /// External id.
+    pub external_id: Option<String>,
+    /// Intent of a link.
+    pub intent: Option<&'static str>,
+    /// Origin of the return URL.
+    pub return_origin: Option<String>,
+    /// Origin of the success URL.
+    pub success_origin: Option<String>,
+    /// Request id (`x-request-id`, or generated).
+    pub request_id: String,
+    /// TCP peer.
+    pub peer: Option<String>,
+    /// `sha256:` + the first 16 hex digits of the minted link's SHA-256.
+    pub link_fingerprint: Option<String>,
+}
+
+/// An audit record being filled in while a call runs.
+#[derive(Debug)]
+pub struct AuditEntry {
+    record: AuditRecord,
+    rpc: Rpc,
+}
+
+impl AuditEntry {
+    /// Starts a record for `rpc`.
+    pub fn new(rpc: Rpc, request_id: &str, peer: Option<std::net::SocketAddr>) -> Self {
+        Self {
+            record: AuditRecord {
+                rpc: rpc.name(),
+                request_id: request_id.to_owned(),
+                peer: peer.map(|p| p.to_string()),
+                ..AuditRecord::default()
+            },
+            rpc,
+        }
+    }
+
+    /// The proven caller.
+    pub fn caller(&mut self, caller: &Caller) {
+        self.record.caller = Some(caller.identity.clone());
+        self.record.proof = Some(caller.proof.as_str());
+    }
+
+    /// The acting user.
+    pub fn acting_user(&mut self, user: Option<&str>) {
+        self.record.acting_user = user.map(str::to_owned);
+    }
+
+    /// The organization, as far as it is known.
+    pub fn organization(&mut self, id: Option<&str>, external_id: Option<&str>) {
+        if let Some(id) = id {
+            self.record.organization_id = Some(id.to_owned());
+        }
+        if let Some(external_id) = external_id {
+            self.record.external_id = Some(external_id.to_owned());
+        }
+    }
+
+    /// The link's intent and URL origins.
+    pub fn link_request(
+        &mut self,
+        intent: &'static str,
+        return_origin: Option<String>,
+        success_origin: Option<String>,
+    ) {
+        self.record.intent = Some(intent);
+        self.record.return_origin = return_origin;
+        self.record.success_origin = success_origin;
+    }
+
+    /// The minted link, kept only as a fingerprint.
+    pub fn link(&mut self, link: &str) {
+        self.record.link_fingerprint = Some(fingerprint(link));
+    }
+
+    /// Finishes the record with the call's outcome. Returns it when it must be written: every
+    /// minting or mutating call, and every denial.
+    pub fn finish(mut self, outcome: tonic::Code, reason: Option<String>) -> Option<AuditRecord> {
+        let denied = matches!(
+            outcome,
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+        ) || reason.as_deref() == Some("RETURN_URL_NOT_ALLOWED");
+        if !self.rpc.is_mutating() && !denied {
+            return None;
+        }
+        self.record.time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        self.record.outcome = code_name(outcome);
+        self.record.reason = reason;
+        Some(self.record)
+    }
+}
+
+/// `sha256:` and the first 16 hex digits of the SHA-256 of `link`.
+pub fn fingerprint(link: &str) -> String {
+    let digest = Sha256::digest(link.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// The canonical upper-case name of a gRPC code.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
