@@ -24,7 +24,11 @@ use crate::{
     },
     domain::{Intent, OrganizationId, RedirectUrl},
     gateway::{PortalSettings, UrlDefaults},
-    workos,
+    workos::{
+        self,
+        quota::QuotaSettings,
+        resilience::{BreakerSettings, RetrySettings},
+    },
 };
 
 /// The WorkOS production API.
@@ -96,10 +100,16 @@ pub struct PolicySource {
 /// Server behaviour.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// The longest an RPC may run when the caller sets no deadline.
+    /// The longest an RPC may run: the deadline of calls that set none, and the cap of those
+    /// that set a longer one.
     pub request_timeout: Duration,
-    /// How long in-flight RPCs may run after a shutdown signal.
+    /// How long in-flight RPCs may run after the server stops accepting.
     pub shutdown_grace: Duration,
+    /// How long the server keeps serving, NOT_SERVING, after a shutdown signal, so load
+    /// balancers notice before connections are refused.
+    pub drain_delay: Duration,
+    /// Concurrent RPCs beyond which new ones are refused at once (RESOURCE_EXHAUSTED).
+    pub max_in_flight: usize,
 }
 
 impl Default for ServerSettings {
@@ -107,6 +117,8 @@ impl Default for ServerSettings {
         Self {
             request_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(30),
+            drain_delay: Duration::from_secs(5),
+            max_in_flight: 1024,
         }
     }
 }
@@ -216,6 +228,7 @@ struct RawRule {
     return_origins: Vec<String>,
     #[serde(default)]
     require_acting_user: bool,
+    requests_per_minute: Option<u32>,
 }
 
 /// The `[policy]` table of a main configuration file, ignoring everything else in it.
@@ -232,6 +245,46 @@ struct PolicyOnly {
 struct RawWorkos {
     base_url: Option<String>,
     request_timeout: Option<String>,
+    #[serde(default)]
+    retry: RawRetry,
+    #[serde(default)]
+    breaker: RawBreaker,
+    #[serde(default)]
+    quota: RawQuota,
+    #[serde(default)]
+    cache: RawCache,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    max_attempts: Option<u32>,
+    backoff_base: Option<String>,
+    backoff_max: Option<String>,
+    budget_ratio: Option<f64>,
+    budget_min_per_second: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    failure_threshold: Option<u32>,
+    open_for: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    requests_per_minute: Option<u32>,
+    burst: Option<u32>,
+    deletes_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    ttl: Option<String>,
+    max_entries: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +310,8 @@ struct RawIntentDefaults {
 struct RawServer {
     request_timeout: Option<String>,
     shutdown_grace: Option<String>,
+    drain_delay: Option<String>,
+    max_in_flight: Option<usize>,
 }
 
 /// Collects problems while converting raw settings.
@@ -289,6 +344,18 @@ impl Problems {
                 }),
         )
         .unwrap_or(default)
+    }
+
+    fn zero_or_duration(
+        &mut self,
+        setting: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        match value {
+            Some("0") | Some("0s") => Duration::ZERO,
+            other => self.duration(setting, other, default),
+        }
     }
 
     fn url(
@@ -347,11 +414,7 @@ impl Config {
     pub fn development(listen: SocketAddr, emulator_url: Url, emulator_key: SecretString) -> Self {
         Self {
             listen,
-            workos: workos::Settings {
-                base_url: emulator_url,
-                api_key: emulator_key,
-                request_timeout: Duration::from_secs(10),
-            },
+            workos: workos::Settings::new(emulator_url, emulator_key),
             portal: PortalSettings {
                 allow_http_loopback: true,
                 ..PortalSettings::default()
@@ -373,6 +436,7 @@ impl Config {
                     organizations: OrganizationScope::All,
                     return_origins: vec![OriginRule::Any],
                     require_acting_user: false,
+                    requests_per_minute: None,
                 }],
             },
             policy_source: None,
@@ -447,7 +511,21 @@ impl Config {
                 raw.server.shutdown_grace.as_deref(),
                 defaults.shutdown_grace,
             ),
+            drain_delay: problems.zero_or_duration(
+                "server.drain_delay",
+                raw.server.drain_delay.as_deref(),
+                defaults.drain_delay,
+            ),
+            max_in_flight: match raw.server.max_in_flight {
+                Some(0) => {
+                    problems.push("server.max_in_flight: must be at least 1".into());
+                    defaults.max_in_flight
+                }
+                Some(n) => n,
+                None => defaults.max_in_flight,
+            },
         };
+        let workos_extra = workos_resilience(&mut problems, &raw.workos);
         if request_timeout > server.request_timeout {
             problems.0.push(format!(
                 "workos.request_timeout: must not be longer than server.request_timeout ({})",
@@ -539,9 +617,8 @@ impl Config {
             (Some(listen), Some(base_url)) if problems.0.is_empty() => Ok(Self {
                 listen,
                 workos: workos::Settings {
-                    base_url,
-                    api_key,
                     request_timeout,
+                    ..workos_extra.into_settings(base_url, api_key)
                 },
                 portal,
                 server,
@@ -733,7 +810,11 @@ fn policy_from_raw(
             organizations,
             return_origins,
             require_acting_user: caller.require_acting_user,
+            requests_per_minute: caller.requests_per_minute,
         });
+        if caller.requests_per_minute == Some(0) {
+            problems.push(format!("{at}.requests_per_minute: must be at least 1"));
+        }
     }
     Policy { rules }
 }
@@ -876,6 +957,111 @@ fn tls_settings(problems: &mut Problems, tls: RawTls) -> Option<TlsSettings> {
         client_ca_pem,
         trust_domain: tls.trust_domain,
     })
+}
+
+/// Retry, breaker, quota and cache settings, validated.
+struct WorkosResilience {
+    retry: RetrySettings,
+    breaker: BreakerSettings,
+    quota: QuotaSettings,
+    cache_ttl: Duration,
+    cache_max_entries: usize,
+}
+
+impl WorkosResilience {
+    fn into_settings(self, base_url: Url, api_key: SecretString) -> workos::Settings {
+        workos::Settings {
+            retry: self.retry,
+            breaker: self.breaker,
+            quota: self.quota,
+            cache_ttl: self.cache_ttl,
+            cache_max_entries: self.cache_max_entries,
+            ..workos::Settings::new(base_url, api_key)
+        }
+    }
+}
+
+fn workos_resilience(problems: &mut Problems, raw: &RawWorkos) -> WorkosResilience {
+    let retry_defaults = RetrySettings::default();
+    let mut positive = |setting: &str, value: Option<u32>, default: u32| match value {
+        Some(0) => {
+            problems.push(format!("{setting}: must be at least 1"));
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    let max_attempts = positive(
+        "workos.retry.max_attempts",
+        raw.retry.max_attempts,
+        retry_defaults.max_attempts,
+    );
+    let failure_threshold = positive(
+        "workos.breaker.failure_threshold",
+        raw.breaker.failure_threshold,
+        5,
+    );
+    let quota_defaults = QuotaSettings::default();
+    let requests_per_minute = positive(
+        "workos.quota.requests_per_minute",
+        raw.quota.requests_per_minute,
+        quota_defaults.requests_per_minute,
+    );
+    let burst = positive("workos.quota.burst", raw.quota.burst, quota_defaults.burst);
+    let deletes_per_minute = positive(
+        "workos.quota.deletes_per_minute",
+        raw.quota.deletes_per_minute,
+        quota_defaults.deletes_per_minute,
+    );
+    let budget_ratio = match raw.retry.budget_ratio {
+        Some(r) if (0.0..=1.0).contains(&r) => r,
+        Some(_) => {
+            problems.push("workos.retry.budget_ratio: must be between 0 and 1".into());
+            retry_defaults.budget_ratio
+        }
+        None => retry_defaults.budget_ratio,
+    };
+    let retry = RetrySettings {
+        max_attempts,
+        backoff_base: problems.duration(
+            "workos.retry.backoff_base",
+            raw.retry.backoff_base.as_deref(),
+            retry_defaults.backoff_base,
+        ),
+        backoff_max: problems.duration(
+            "workos.retry.backoff_max",
+            raw.retry.backoff_max.as_deref(),
+            retry_defaults.backoff_max,
+        ),
+        budget_ratio,
+        budget_min_per_second: raw
+            .retry
+            .budget_min_per_second
+            .unwrap_or(retry_defaults.budget_min_per_second),
+    };
+    let breaker = BreakerSettings {
+        failure_threshold,
+        open_for: problems.duration(
+            "workos.breaker.open_for",
+            raw.breaker.open_for.as_deref(),
+            Duration::from_secs(5),
+        ),
+    };
+    WorkosResilience {
+        retry,
+        breaker,
+        quota: QuotaSettings {
+            requests_per_minute,
+            burst,
+            deletes_per_minute,
+        },
+        cache_ttl: problems.zero_or_duration(
+            "workos.cache.ttl",
+            raw.cache.ttl.as_deref(),
+            Duration::from_secs(30),
+        ),
+        cache_max_entries: raw.cache.max_entries.unwrap_or(10_000).max(1),
+    }
 }
 
 fn decode_hex32(text: &str) -> Option<[u8; 32]> {

@@ -99,6 +99,12 @@ pub enum Error {
         /// For the caller.
         explanation: String,
     },
+    /// The caller's deadline (or the configured default) passed.
+    #[error("the deadline passed")]
+    DeadlineExceeded,
+    /// Too many calls are in flight; this one was refused at once.
+    #[error("overloaded")]
+    Overloaded,
     /// A WorkOS call failed in a way with no more specific meaning.
     #[error("WorkOS call failed")]
     Upstream(#[from] workos::Error),
@@ -185,6 +191,23 @@ impl From<Error> for Status {
                     return Status::with_error_details(Code::InvalidArgument, explanation, details);
                 }
                 Status::with_error_details(Code::PermissionDenied, explanation, details)
+            }
+            Error::DeadlineExceeded => {
+                info(&mut details, "DEADLINE_EXCEEDED", HashMap::new());
+                Status::with_error_details(
+                    Code::DeadlineExceeded,
+                    "the deadline passed before the call finished",
+                    details,
+                )
+            }
+            Error::Overloaded => {
+                info(&mut details, "OVERLOADED", HashMap::new());
+                details.set_retry_info(Some(Duration::from_millis(100)));
+                Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "the gateway is at its in-flight limit; retry shortly",
+                    details,
+                )
             }
             Error::Upstream(error) => upstream_status(error, details),
         }
@@ -306,6 +329,37 @@ fn upstream_status(error: workos::Error, mut details: ErrorDetails) -> Status {
                 Some(Duration::from_secs(1)),
             )
         }
+        workos::Error::CircuitOpen { retry_after } => (
+            Code::Unavailable,
+            "WORKOS_CIRCUIT_OPEN",
+            "WorkOS has been failing; calls are paused until the next probe".into(),
+            Some(*retry_after),
+        ),
+        workos::Error::Quota(refused) => {
+            details.add_quota_failure_violation(
+                refused.scope.subject(),
+                "the gateway's WorkOS quota for this is spent",
+            );
+            let reason = match refused.scope {
+                workos::quota::QuotaScope::Caller(_) => "CALLER_QUOTA_EXHAUSTED",
+                workos::quota::QuotaScope::FairShare(_) => "FAIR_SHARE_EXHAUSTED",
+                workos::quota::QuotaScope::Workos | workos::quota::QuotaScope::WorkosDeletes => {
+                    "WORKOS_QUOTA_EXHAUSTED"
+                }
+            };
+            (
+                Code::ResourceExhausted,
+                reason,
+                format!("quota {} reached; retry later", refused.scope),
+                Some(refused.retry_after),
+            )
+        }
+        workos::Error::DeadlineExceeded => (
+            Code::DeadlineExceeded,
+            "DEADLINE_EXCEEDED",
+            "the deadline passed before WorkOS answered".into(),
+            None,
+        ),
         workos::Error::Decode { .. } | workos::Error::Malformed { .. } => {
             tracing::error!(error = ?error, "WorkOS sent a response the gateway cannot read");
             (

@@ -84,9 +84,13 @@ impl Gateway {
     }
 
     /// Creates an organization.
-    pub async fn create_organization(&self, new: &NewOrganization) -> Result<Organization, Error> {
+    pub async fn create_organization(
+        &self,
+        call: &workos::Call,
+        new: &NewOrganization,
+    ) -> Result<Organization, Error> {
         self.workos
-            .create_organization(new)
+            .create_organization(call, new)
             .await
             .map_err(|e| already_exists(e, new))
     }
@@ -94,50 +98,68 @@ impl Gateway {
     /// Reads an organization by id or external id.
     pub async fn get_organization(
         &self,
+        call: &workos::Call,
         organization: &OrganizationRef,
     ) -> Result<Organization, Error> {
         match organization {
             OrganizationRef::Id(id) => self
                 .workos
-                .get_organization(id)
+                .get_organization(call, id)
                 .await
+                .map(|(org, _)| org)
                 .map_err(|e| Error::not_found_as(e, "organization", id.as_str())),
-            OrganizationRef::External(external_id) => self.get_by_external_id(external_id).await,
+            OrganizationRef::External(external_id) => {
+                self.get_by_external_id(call, external_id).await
+            }
         }
     }
 
-    async fn get_by_external_id(&self, external_id: &ExternalId) -> Result<Organization, Error> {
+    async fn get_by_external_id(
+        &self,
+        call: &workos::Call,
+        external_id: &ExternalId,
+    ) -> Result<Organization, Error> {
         self.workos
-            .get_organization_by_external_id(external_id)
+            .get_organization_by_external_id(call, external_id)
             .await
+            .map(|(org, _)| org)
             .map_err(|e| {
                 Error::not_found_as(e, "organization", format!("external_id:{external_id}"))
             })
     }
 
     /// The WorkOS id of an organization; an external id costs one lookup.
-    pub async fn resolve(&self, organization: &OrganizationRef) -> Result<OrganizationId, Error> {
+    pub async fn resolve(
+        &self,
+        call: &workos::Call,
+        organization: &OrganizationRef,
+    ) -> Result<OrganizationId, Error> {
         match organization {
             OrganizationRef::Id(id) => Ok(id.clone()),
             OrganizationRef::External(external_id) => {
-                Ok(self.get_by_external_id(external_id).await?.id)
+                Ok(self.get_by_external_id(call, external_id).await?.id)
             }
         }
     }
 
     /// One page of organizations.
-    pub async fn list_organizations(&self, query: &ListQuery) -> Result<OrganizationPage, Error> {
-        Ok(self.workos.list_organizations(query).await?)
+    pub async fn list_organizations(
+        &self,
+        call: &workos::Call,
+        query: &ListQuery,
+    ) -> Result<OrganizationPage, Error> {
+        Ok(self.workos.list_organizations(call, query).await?)
     }
 
     /// Applies changes to an organization.
     pub async fn update_organization(
         &self,
+        call: &workos::Call,
         id: &OrganizationId,
         changes: &OrganizationChanges,
     ) -> Result<Organization, Error> {
         self.workos
-            .update_organization(id, changes)
+            .update_organization(call, id, changes)
             .await
             .map_err(|e| match e.code() {
                 Some("external_id_already_used")
@@ -148,9 +170,13 @@ impl Gateway {
     }
 
     /// Deletes an organization.
-    pub async fn delete_organization(&self, id: &OrganizationId) -> Result<(), Error> {
+    pub async fn delete_organization(
+        &self,
+        call: &workos::Call,
+        id: &OrganizationId,
+    ) -> Result<(), Error> {
         self.workos
-            .delete_organization(id)
+            .delete_organization(call, id)
             .await
             .map_err(|e| Error::not_found_as(e, "organization", id.as_str()))
     }
@@ -163,6 +189,7 @@ impl Gateway {
     /// across replicas, with no lock of our own.
     pub async fn ensure_organization(
         &self,
+        call: &workos::Call,
         new: &NewOrganization,
     ) -> Result<(Organization, bool), Error> {
         let Some(external_id) = &new.external_id else {
@@ -174,15 +201,15 @@ impl Gateway {
             }
             .into());
         };
-        match self.get_by_external_id(external_id).await {
+        match self.get_by_external_id(call, external_id).await {
             Ok(found) => return Ok((found, false)),
             Err(Error::NotFound { .. }) => {}
             Err(other) => return Err(other),
         }
-        match self.workos.create_organization(new).await {
+        match self.workos.create_organization(call, new).await {
             Ok(created) => Ok((created, true)),
             Err(e) if e.code() == Some("external_id_already_used") => {
-                Ok((self.get_by_external_id(external_id).await?, false))
+                Ok((self.get_by_external_id(call, external_id).await?, false))
             }
             Err(e) => Err(already_exists(e, new)),
         }
@@ -191,6 +218,7 @@ impl Gateway {
     /// Mints a portal link for a resolved organization, filling in configured default URLs.
     pub async fn generate_link(
         &self,
+        call: &workos::Call,
         organization_id: &OrganizationId,
         request: &LinkRequest,
     ) -> Result<PortalLink, Error> {
@@ -205,6 +233,7 @@ impl Gateway {
         let (link, minted) = self
             .workos
             .generate_link(
+                call,
                 organization_id,
                 request.intent,
                 request,
@@ -224,11 +253,12 @@ impl Gateway {
     /// Revokes every link minted for `external_user_id` in an organization.
     pub async fn revoke_links(
         &self,
+        call: &workos::Call,
         organization_id: &OrganizationId,
         external_user_id: &str,
     ) -> Result<(), Error> {
         self.workos
-            .revoke_links(organization_id, external_user_id)
+            .revoke_links(call, organization_id, external_user_id)
             .await
             .map_err(|e| Error::not_found_as(e, "organization", organization_id.as_str()))
     }

@@ -5,7 +5,13 @@
 //! NOT_SERVING first (so load balancers stop sending), then the server stops accepting and lets
 //! in-flight RPCs finish, for at most the configured grace period.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
@@ -61,6 +67,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let workos = workos::Client::new(&config.workos)?;
+    let key_rejected = workos.key_rejected();
     let gateway = Gateway::new(workos, config.portal.clone());
     let jwt = match config.auth.jwt.clone() {
         Some(settings) => Some(JwtVerifier::new(settings).await.map_err(ServeError::Jwks)?),
@@ -86,6 +93,8 @@ pub async fn serve(
     let core = grpc::Core::new(
         gateway,
         Gatekeeper::new(authenticator, policy.clone(), auditor),
+        config.server.request_timeout,
+        config.server.max_in_flight,
     );
     let reloader = config
         .policy_source
@@ -111,17 +120,28 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let draining = Arc::new(AtomicBool::new(false));
+    let key_watch = tokio::spawn(report_key_rejection(
+        key_rejected,
+        health.clone(),
+        draining.clone(),
+    ));
     let grace = config.server.shutdown_grace;
+    let drain_delay = config.server.drain_delay;
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let reporter = health.clone();
     let signal = async move {
         shutdown.await;
-        tracing::info!("shutting down: health is NOT_SERVING, draining in-flight calls");
+        draining.store(true, Ordering::SeqCst);
+        tracing::info!(drain_delay = ?drain_delay, "shutting down: health is NOT_SERVING; still serving during the drain delay");
         for name in std::iter::once("").chain(SERVICE_NAMES) {
             reporter
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
         }
+        // Keep accepting while load balancers and meshes notice NOT_SERVING, then stop.
+        tokio::time::sleep(drain_delay).await;
+        tracing::info!(grace = ?grace, "no longer accepting; finishing in-flight calls");
         let _ = draining_tx.send(());
     };
 
@@ -136,8 +156,9 @@ pub async fn serve(
         }
         builder = builder.tls_config(tls_config)?;
     }
+    // No `Server::timeout`: tonic's would answer CANCELLED; the handlers enforce deadlines
+    // themselves and answer DEADLINE_EXCEEDED.
     let server = builder
-        .timeout(config.server.request_timeout)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -165,8 +186,38 @@ pub async fn serve(
     if let Some(reloader) = reloader {
         reloader.abort();
     }
+    key_watch.abort();
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Reports NOT_SERVING for the services that need WorkOS while WorkOS rejects the gateway's key
+/// (a configuration error no retry will fix), and SERVING again once a call succeeds. WorkOS
+/// outages do not change health: the breaker answers fast, cached reads and the policy still
+/// work, and draining every replica at once would turn a partial outage into a full one.
+async fn report_key_rejection(
+    mut rejected: tokio::sync::watch::Receiver<bool>,
+    health: tonic_health::server::HealthReporter,
+    draining: Arc<AtomicBool>,
+) {
+    while rejected.changed().await.is_ok() {
+        let is_rejected = *rejected.borrow_and_update();
+        if draining.load(Ordering::SeqCst) {
+            return;
+        }
+        let status = if is_rejected {
+            tracing::error!(
+                "WorkOS rejects the gateway's API key: organization and portal services are NOT_SERVING"
+            );
+            ServingStatus::NotServing
+        } else {
+            tracing::info!("WorkOS accepts the gateway's API key again");
+            ServingStatus::Serving
+        };
+        for name in &SERVICE_NAMES[..2] {
+            health.set_service_status(*name, status).await;
+        }
+    }
 }
 
 /// Reloads the policy when its file changes (checked every `interval`) or on SIGHUP. A policy

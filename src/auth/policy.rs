@@ -220,6 +220,8 @@ pub struct Rule {
     pub return_origins: Vec<OriginRule>,
     /// Whether calls must name an acting user (`x-acting-user`).
     pub require_acting_user: bool,
+    /// The caller's own share of the WorkOS quota, requests per minute.
+    pub requests_per_minute: Option<u32>,
 }
 
 /// The whole policy.
@@ -472,6 +474,7 @@ mod tests {
                 OriginRule::parse("https://billing.example.com/settings", false).expect("origin"),
             ],
             require_acting_user: true,
+            requests_per_minute: None,
         }
     }
 

@@ -192,7 +192,11 @@ async fn workos_layer(State(shared): State<Shared>, request: Request, next: Next
         None => format!("{} {}", request.method(), request.uri().path()),
     };
     let headers = request.headers().clone();
-    let fault = shared.store().take_fault(&route);
+    let fault = {
+        let mut store = shared.store();
+        store.count(&route);
+        store.take_fault(&route)
+    };
     let response = match fault {
         None => authorized(&shared, request, next).await,
         Some(fault) => {

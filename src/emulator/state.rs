@@ -347,9 +347,13 @@ impl Store {
         Some(fault.clone())
     }
 
-    /// Counts a request and keeps it in the recent log.
+    /// Counts a request as it arrives, so a request still in progress is already counted.
+    pub(crate) fn count(&mut self, route: &str) {
+        *self.counts.entry(route.to_owned()).or_default() += 1;
+    }
+
+    /// Keeps a finished request in the recent log.
     pub(crate) fn record(&mut self, record: RequestRecord) {
-        *self.counts.entry(record.route.clone()).or_default() += 1;
         if self.recent.len() == REQUEST_LOG_CAPACITY {
             self.recent.pop_front();
         }

@@ -4,7 +4,10 @@
 
 mod convert;
 
+use std::{sync::Arc, time::Duration};
+
 use sha2::{Digest, Sha256};
+use tokio::{sync::Semaphore, time::Instant};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -17,20 +20,66 @@ use crate::{
     domain::{Organization, OrganizationId, OrganizationRef, RedirectUrl},
     error::{Error, Invalid},
     gateway::Gateway,
-    proto,
+    proto, workos,
 };
+
+/// How much earlier than the caller's deadline the gateway gives up, so its DEADLINE_EXCEEDED
+/// reaches the caller before the caller's own timer (and before tonic's, which would answer
+/// CANCELLED) fires.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
 
 /// What every service shares. Cloning is shallow.
 #[derive(Debug, Clone)]
 pub struct Core {
     gateway: Gateway,
     gate: Gatekeeper,
+    default_deadline: Duration,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Core {
-    /// Joins the core and the gatekeeper.
-    pub fn new(gateway: Gateway, gate: Gatekeeper) -> Self {
-        Self { gateway, gate }
+    /// Joins the core and the gatekeeper. Calls without a `grpc-timeout` get `default_deadline`;
+    /// beyond `max_in_flight` concurrent calls, new ones are refused at once.
+    pub fn new(
+        gateway: Gateway,
+        gate: Gatekeeper,
+        default_deadline: Duration,
+        max_in_flight: usize,
+    ) -> Self {
+        Self {
+            gateway,
+            gate,
+            default_deadline,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        }
+    }
+
+    /// When this call must be answered: the caller's `grpc-timeout` (a little early), at most the
+    /// configured default.
+    fn deadline<T>(&self, request: &Request<T>) -> Instant {
+        let now = Instant::now();
+        let asked = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map(|timeout| timeout.saturating_sub(DEADLINE_MARGIN));
+        now + asked.map_or(self.default_deadline, |t| t.min(self.default_deadline))
+    }
+
+    /// The upstream work of an authenticated caller.
+    fn call(&self, caller: &Caller, deadline: Instant) -> workos::Call {
+        let limit = self
+            .gate
+            .policy_store()
+            .current()
+            .rule_for(&caller.identity)
+            .and_then(|r| r.requests_per_minute);
+        workos::Call {
+            deadline,
+            caller: Arc::from(caller.identity.as_str()),
+            caller_per_minute: limit,
+        }
     }
 
     fn begin<T>(rpc: Rpc, request: &Request<T>) -> (RequestContext, AuditEntry) {
@@ -44,6 +93,7 @@ impl Core {
     /// (once). An organization outside the caller's scope is denied whether or not it exists.
     async fn authorize_organization(
         &self,
+        call: &workos::Call,
         caller: &Caller,
         base: AccessRequest<'_>,
         organization: &OrganizationRef,
@@ -69,7 +119,7 @@ impl Core {
         if !((id.is_none() && by_ids) || (external_id.is_none() && by_patterns)) {
             return into_result(decision).map(|()| None);
         }
-        let fetched = match self.gateway.get_organization(organization).await {
+        let fetched = match self.gateway.get_organization(call, organization).await {
             Ok(found) => found,
             Err(Error::NotFound { .. }) => return into_result(decision).map(|()| None),
             Err(other) => return Err(other),
@@ -153,11 +203,47 @@ impl AccessService {
 
 type RpcResult<T> = Result<Response<T>, Status>;
 
-/// The shape every RPC shares: context and audit entry in, gatekeeper's verdict out.
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The shape every RPC shares: shed load beyond the in-flight limit, bound the work by the
+/// deadline (answering DEADLINE_EXCEEDED, and dropping the upstream request, when it passes),
+/// then let the gatekeeper turn the result into a status and an audit record.
 macro_rules! rpc {
     ($core:expr, $rpc:expr, $request:ident, $inner:ident) => {{
         let (context, mut entry) = Core::begin($rpc, &$request);
-        let result = $inner(&$core, &context, &mut entry, $request.into_inner()).await;
+        let deadline = $core.deadline(&$request);
+        let result = match $core.in_flight.clone().try_acquire_owned() {
+            Err(_) => Err(Error::Overloaded),
+            Ok(_permit) => {
+                let work = $inner(
+                    &$core,
+                    &context,
+                    deadline,
+                    &mut entry,
+                    $request.into_inner(),
+                );
+                match tokio::time::timeout_at(deadline, work).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::DeadlineExceeded),
+                }
+            }
+        };
         Ok(Response::new($core.gate.conclude(entry, result)?))
     }};
 }
@@ -232,10 +318,12 @@ impl proto::organization_service_server::OrganizationService for OrganizationSer
 async fn create_organization(
     core: &Core,
     context: &RequestContext,
+    deadline: Instant,
     entry: &mut AuditEntry,
     request: proto::CreateOrganizationRequest,
 ) -> Result<proto::CreateOrganizationResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
+    let call = core.call(&caller, deadline);
     let mut new = convert::new_organization(request)?;
     let external_id = new.external_id.as_ref().map(|e| e.as_str());
     entry.organization(None, external_id);
@@ -252,7 +340,7 @@ async fn create_organization(
         },
     )?;
     new.idempotency_key = scoped_idempotency_key(&caller.identity, &new.idempotency_key);
-    let organization = core.gateway.create_organization(&new).await?;
+    let organization = core.gateway.create_organization(&call, &new).await?;
     entry.organization(Some(organization.id.as_str()), None);
     Ok(proto::CreateOrganizationResponse {
         organization: Some(convert::organization(organization)),
@@ -262,21 +350,23 @@ async fn create_organization(
 async fn get_organization(
     core: &Core,
     context: &RequestContext,
+    deadline: Instant,
     entry: &mut AuditEntry,
     request: proto::GetOrganizationRequest,
 ) -> Result<proto::GetOrganizationResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
+    let call = core.call(&caller, deadline);
     let organization = convert::get_organization(request)?;
     let base = AccessRequest {
         acting_user: acting_user(context),
         ..AccessRequest::new(Rpc::GetOrganization)
     };
     let fetched = core
-        .authorize_organization(&caller, base, &organization, entry)
+        .authorize_organization(&call, &caller, base, &organization, entry)
         .await?;
     let organization = match fetched {
         Some(found) => found,
-        None => core.gateway.get_organization(&organization).await?,
+        None => core.gateway.get_organization(&call, &organization).await?,
     };
     Ok(proto::GetOrganizationResponse {
         organization: Some(convert::organization(organization)),
@@ -286,10 +376,12 @@ async fn get_organization(
 async fn list_organizations(
     core: &Core,
     context: &RequestContext,
+    deadline: Instant,
     entry: &mut AuditEntry,
     request: proto::ListOrganizationsRequest,
 ) -> Result<proto::ListOrganizationsResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
+    let call = core.call(&caller, deadline);
     let query = convert::list_query(request)?;
     core.authorize(
         &caller,
@@ -298,24 +390,32 @@ async fn list_organizations(
             ..AccessRequest::new(Rpc::ListOrganizations)
         },
     )?;
-    let page = core.gateway.list_organizations(&query).await?;
+    let page = core.gateway.list_organizations(&call, &query).await?;
     Ok(convert::list_response(page, &query))
 }
 
 async fn update_organization(
     core: &Core,
     context: &RequestContext,
+    deadline: Instant,
     entry: &mut AuditEntry,
     request: proto::UpdateOrganizationRequest,
 ) -> Result<proto::UpdateOrganizationResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
+    let call = core.call(&caller, deadline);
     let (id, changes) = convert::update(request)?;
     let base = AccessRequest {
         acting_user: acting_user(context),
         ..AccessRequest::new(Rpc::UpdateOrganization)
     };
-    core.authorize_organization(&caller, base, &OrganizationRef::Id(id.clone()), entry)
-        .await?;
+    core.authorize_organization(
+        &call,
+        &caller,
+        base,
+        &OrganizationRef::Id(id.clone()),
+        entry,
+    )
+    .await?;
     // Moving an organization to a new external id must keep it inside the caller's scope.
     if let Some(Some(new_external_id)) = &changes.external_id {
         let facts = OrganizationFacts {
@@ -331,7 +431,10 @@ async fn update_organization(
         );
         into_result(decision)?;
     }
-    let organization = core.gateway.update_organization(&id, &changes).await?;
+    let organization = core
+        .gateway
+        .update_organization(&call, &id, &changes)
+        .await?;
     Ok(proto::UpdateOrganizationResponse {
         organization: Some(convert::organization(organization)),
     })
@@ -340,28 +443,38 @@ async fn update_organization(
 async fn delete_organization(
     core: &Core,
     context: &RequestContext,
+    deadline: Instant,
     entry: &mut AuditEntry,
     request: proto::DeleteOrganizationRequest,
 ) -> Result<proto::DeleteOrganizationResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
+    let call = core.call(&caller, deadline);
     let id = convert::organization_id("id", &request.id)?;
     let base = AccessRequest {
         acting_user: acting_user(context),
         ..AccessRequest::new(Rpc::DeleteOrganization)
     };
-    core.authorize_organization(&caller, base, &OrganizationRef::Id(id.clone()), entry)
-        .await?;
-    core.gateway.delete_organization(&id).await?;
+    core.authorize_organization(
+        &call,
+        &caller,
+        base,
+        &OrganizationRef::Id(id.clone()),
+        entry,
+    )
+    .await?;
+    core.gateway.delete_organization(&call, &id).await?;
     Ok(proto::DeleteOrganizationResponse {})
 }
 
 async fn ensure_organization(
     core: &Core,
     context: &RequestContext,
+    deadline: Instant,
     entry: &mut AuditEntry,
     request: proto::EnsureOrganizationRequest,
 ) -> Result<proto::EnsureOrganizationResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
+    let call = core.call(&caller, deadline);
     let new = convert::ensure_organization(request)?;
     let external_id = new.external_id.as_ref().map(|e| e.as_str());
     entry.organization(None, external_id);
@@ -378,7 +491,7 @@ async fn ensure_organization(
         },
     );
     into_result(decision)?;
-    let (organization, created) = core.gateway.ensure_organization(&new).await?;
+    let (organization, created) = core.gateway.ensure_organization(&call, &new).await?;
     entry.organization(Some(organization.id.as_str()), None);
     Ok(proto::EnsureOrganizationResponse {
         organization: Some(convert::organization(organization)),
@@ -415,10 +528,12 @@ impl proto::portal_service_server::PortalService for PortalService {
 async fn generate_link(
     core: &Core,
     context: &RequestContext,
+    deadline: Instant,
     entry: &mut AuditEntry,
     request: proto::GenerateLinkRequest,
 ) -> Result<proto::GenerateLinkResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
+    let call = core.call(&caller, deadline);
     let allow_http_loopback = core.gateway.portal_settings().allow_http_loopback;
     let mut link_request = convert::link_request(request, allow_http_loopback)?;
     // The acting user becomes WorkOS's external_user_id, so RevokeLinks can cut them off later.
@@ -438,16 +553,20 @@ async fn generate_link(
         ..AccessRequest::new(Rpc::GenerateLink)
     };
     let fetched = core
-        .authorize_organization(&caller, base, &link_request.organization, entry)
+        .authorize_organization(&call, &caller, base, &link_request.organization, entry)
         .await?;
     let organization_id = match fetched {
         Some(found) => found.id,
-        None => core.gateway.resolve(&link_request.organization).await?,
+        None => {
+            core.gateway
+                .resolve(&call, &link_request.organization)
+                .await?
+        }
     };
     entry.organization(Some(organization_id.as_str()), None);
     let link = core
         .gateway
-        .generate_link(&organization_id, &link_request)
+        .generate_link(&call, &organization_id, &link_request)
         .await?;
     entry.link(&link.link);
     Ok(proto::GenerateLinkResponse {
@@ -458,25 +577,27 @@ async fn generate_link(
 async fn revoke_links(
     core: &Core,
     context: &RequestContext,
+    deadline: Instant,
     entry: &mut AuditEntry,
     request: proto::RevokeLinksRequest,
 ) -> Result<proto::RevokeLinksResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
+    let call = core.call(&caller, deadline);
     let (organization, external_user_id) = convert::revoke(request)?;
     let base = AccessRequest {
         acting_user: acting_user(context),
         ..AccessRequest::new(Rpc::RevokeLinks)
     };
     let fetched = core
-        .authorize_organization(&caller, base, &organization, entry)
+        .authorize_organization(&call, &caller, base, &organization, entry)
         .await?;
     let organization_id: OrganizationId = match fetched {
         Some(found) => found.id,
-        None => core.gateway.resolve(&organization).await?,
+        None => core.gateway.resolve(&call, &organization).await?,
     };
     entry.organization(Some(organization_id.as_str()), None);
     core.gateway
-        .revoke_links(&organization_id, &external_user_id)
+        .revoke_links(&call, &organization_id, &external_user_id)
         .await?;
     Ok(proto::RevokeLinksResponse {
         organization_id: organization_id.as_str().to_owned(),
@@ -486,9 +607,11 @@ async fn revoke_links(
 async fn list_intents(
     core: &Core,
     context: &RequestContext,
+    deadline: Instant,
     entry: &mut AuditEntry,
     _request: proto::ListIntentsRequest,
 ) -> Result<proto::ListIntentsResponse, Error> {
+    let _ = deadline;
     let caller = core.gate.authenticate(context, entry).await?;
     core.authorize(
         &caller,
@@ -527,10 +650,12 @@ impl proto::access_service_server::AccessService for AccessService {
 async fn check_access(
     core: &Core,
     context: &RequestContext,
+    deadline: Instant,
     entry: &mut AuditEntry,
     request: proto::CheckAccessRequest,
 ) -> Result<proto::CheckAccessResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
+    let call = core.call(&caller, deadline);
     let allow_http_loopback = core.gateway.portal_settings().allow_http_loopback;
     let check = convert::check_access(request, allow_http_loopback)?;
     // Anyone may ask about themselves; asking about another identity is a right of its own.
@@ -556,7 +681,7 @@ async fn check_access(
     let mut scratch = AuditEntry::new(check.rpc, &context.request_id, None);
     let outcome = match &check.organization {
         Some(organization) => core
-            .authorize_organization(&subject, base, organization, &mut scratch)
+            .authorize_organization(&call, &subject, base, organization, &mut scratch)
             .await
             .map(|_| ()),
         None => into_result(core.gate.decide(&identity, &base)),

@@ -1,10 +1,13 @@
 //! What can go wrong talking to WorkOS, kept precise enough for `crate::error` to choose the
 //! right gRPC code. Nothing here is shown to callers verbatim: upstream messages go to logs.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-/// A failed WorkOS call.
-#[derive(Debug, thiserror::Error)]
+use super::quota::QuotaExceeded;
+
+/// A failed WorkOS call. Cheap to clone, so one failed lookup can answer every caller that was
+/// waiting on it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// WorkOS answered with a non-2xx status.
     #[error("WorkOS answered {status}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
@@ -24,10 +27,10 @@ pub enum Error {
     },
     /// WorkOS did not answer within the request timeout.
     #[error("WorkOS did not answer in time")]
-    Timeout(#[source] reqwest::Error),
+    Timeout(#[source] Arc<reqwest::Error>),
     /// WorkOS could not be reached, or the connection broke.
     #[error("could not reach WorkOS")]
-    Transport(#[source] reqwest::Error),
+    Transport(#[source] Arc<reqwest::Error>),
     /// WorkOS answered 2xx with a body that is not what its API promises.
     #[error("WorkOS sent a response that could not be read (status {status})")]
     Decode {
@@ -37,8 +40,20 @@ pub enum Error {
         request_id: Option<String>,
         /// What was wrong with it.
         #[source]
-        source: serde_json::Error,
+        source: Arc<serde_json::Error>,
     },
+    /// The circuit for this route family is open: WorkOS has been failing.
+    #[error("WorkOS is failing; calls are paused")]
+    CircuitOpen {
+        /// When the next probe goes through.
+        retry_after: Duration,
+    },
+    /// The call would exceed the gateway's WorkOS quota.
+    #[error("WorkOS quota reached ({})", .0.scope)]
+    Quota(QuotaExceeded),
+    /// The caller's deadline passed before WorkOS answered.
+    #[error("the deadline passed before WorkOS answered")]
+    DeadlineExceeded,
     /// WorkOS sent a field this client cannot read (a timestamp that is not ISO-8601, an id of
     /// the wrong shape).
     #[error("WorkOS sent an unreadable `{field}`")]
@@ -75,9 +90,25 @@ impl Error {
 
     pub(crate) fn from_reqwest(error: reqwest::Error) -> Self {
         if error.is_timeout() {
-            Self::Timeout(error)
+            Self::Timeout(Arc::new(error))
         } else {
-            Self::Transport(error)
+            Self::Transport(Arc::new(error))
+        }
+    }
+
+    /// Whether the request certainly never reached WorkOS (so even a non-idempotent call may be
+    /// sent again).
+    pub(crate) fn never_sent(&self) -> bool {
+        matches!(self, Self::Transport(error) if error.is_connect())
+    }
+
+    /// Whether this failure says WorkOS is unhealthy (for the circuit breaker). Client errors,
+    /// rate limits and our own refusals say nothing about its health.
+    pub(crate) fn is_upstream_failure(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => *status == 408 || *status >= 500,
+            Self::Timeout(_) | Self::Transport(_) => true,
+            _ => false,
         }
     }
 }

@@ -2,16 +2,28 @@
 //! configuration, typed requests and responses. WorkOS's JSON stays in the private `wire`
 //! module; callers see `crate::domain` types and a typed [`Error`].
 //!
+//! Every call runs under a [`Call`]: the caller's deadline bounds all attempts (each attempt gets
+//! what remains, at most the per-attempt timeout), the quota is taken per attempt, and retries
+//! happen only for safe calls (reads, and writes carrying an `Idempotency-Key`, the same key on
+//! every attempt), within the retry budget, while the route family's circuit is closed.
+//!
 //! The API key is read only here, as the Bearer header, and never formatted anywhere.
 
+mod cache;
 mod error;
+pub mod quota;
+pub mod resilience;
 mod wire;
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use reqwest::{Method, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 use url::Url;
 
 pub use error::Error;
@@ -20,6 +32,9 @@ use crate::domain::{
     ExternalId, Intent, LinkRequest, ListOrder, ListQuery, NewOrganization, Organization,
     OrganizationChanges, OrganizationId, OrganizationPage, RedirectUrl,
 };
+use cache::{Key, OrganizationCache};
+use quota::{Quota, QuotaSettings};
+use resilience::{Breaker, BreakerSettings, RetryBudget, RetrySettings};
 
 /// What the client needs to talk to WorkOS.
 #[derive(Debug, Clone)]
@@ -30,14 +45,82 @@ pub struct Settings {
     pub api_key: SecretString,
     /// The longest one HTTP attempt may take.
     pub request_timeout: Duration,
+    /// Retries and their budget.
+    pub retry: RetrySettings,
+    /// Circuit breakers.
+    pub breaker: BreakerSettings,
+    /// The gateway's share of WorkOS's rate limits.
+    pub quota: QuotaSettings,
+    /// How long organizations stay cached; zero disables the cache.
+    pub cache_ttl: Duration,
+    /// The most organizations cached.
+    pub cache_max_entries: usize,
+}
+
+impl Settings {
+    /// Settings with defaults for everything but the address and the key.
+    pub fn new(base_url: Url, api_key: SecretString) -> Self {
+        Self {
+            base_url,
+            api_key,
+            request_timeout: Duration::from_secs(10),
+            retry: RetrySettings::default(),
+            breaker: BreakerSettings::default(),
+            quota: QuotaSettings::default(),
+            cache_ttl: Duration::from_secs(30),
+            cache_max_entries: 10_000,
+        }
+    }
+}
+
+/// One caller's upstream work: whose quota it uses, and when it must be done.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// When the caller stops waiting.
+    pub deadline: Instant,
+    /// The caller's identity (for fair sharing and per-caller quotas).
+    pub caller: Arc<str>,
+    /// The caller's own quota, requests per minute, if the policy sets one.
+    pub caller_per_minute: Option<u32>,
+}
+
+impl Call {
+    /// A call for `caller` that must finish within `budget`.
+    pub fn new(caller: &str, budget: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + budget,
+            caller: Arc::from(caller),
+            caller_per_minute: None,
+        }
+    }
+}
+
+/// Route families, each with its own circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Organizations,
+    Portal,
 }
 
 /// A cheap-to-clone handle on the WorkOS API.
 #[derive(Debug, Clone)]
 pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     http: reqwest::Client,
     base_url: Url,
     authorization: header::HeaderValue,
+    attempt_timeout: Duration,
+    retry: RetrySettings,
+    budget: RetryBudget,
+    organizations_breaker: Breaker,
+    portal_breaker: Breaker,
+    quota: Quota,
+    cache: OrganizationCache,
+    key_rejected: tokio::sync::watch::Sender<bool>,
 }
 
 /// What a successful call answered, besides its body.
@@ -46,6 +129,16 @@ struct Answer {
     status: StatusCode,
     request_id: Option<String>,
     body: bytes::Bytes,
+}
+
+/// One request to send (and perhaps send again).
+struct Outgoing<'a> {
+    family: Family,
+    method: Method,
+    url: Url,
+    body: Option<Vec<u8>>,
+    idempotency_key: Option<&'a str>,
+    delete: bool,
 }
 
 impl Client {
@@ -57,50 +150,128 @@ impl Client {
                 env!("CARGO_PKG_VERSION"),
                 " (rust)"
             ))
-            .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
-            .map_err(Error::Transport)?;
+            .map_err(Error::from_reqwest)?;
         let mut authorization =
             header::HeaderValue::try_from(format!("Bearer {}", settings.api_key.expose_secret()))
                 .map_err(|_| Error::Malformed { field: "api_key" })?;
         // Keeps the key out of any Debug print of a request's headers.
         authorization.set_sensitive(true);
+        let (key_rejected, _) = tokio::sync::watch::channel(false);
         Ok(Self {
-            http,
-            base_url: settings.base_url.clone(),
-            authorization,
+            inner: Arc::new(Inner {
+                http,
+                base_url: settings.base_url.clone(),
+                authorization,
+                attempt_timeout: settings.request_timeout,
+                retry: settings.retry.clone(),
+                budget: RetryBudget::new(&settings.retry),
+                organizations_breaker: Breaker::new(settings.breaker.clone()),
+                portal_breaker: Breaker::new(settings.breaker.clone()),
+                quota: Quota::new(settings.quota.clone()),
+                cache: OrganizationCache::new(settings.cache_ttl, settings.cache_max_entries),
+                key_rejected,
+            }),
         })
+    }
+
+    /// Watches whether WorkOS is rejecting the gateway's key (a 401), for health reporting.
+    pub fn key_rejected(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.key_rejected.subscribe()
     }
 
     /// `base_url` plus path segments, each percent-encoded as the official SDKs do.
     fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base_url.clone();
+        let mut url = self.inner.base_url.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }
         url
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<Vec<u8>>,
-        idempotency_key: Option<&str>,
-    ) -> Result<Answer, Error> {
+    fn breaker(&self, family: Family) -> &Breaker {
+        match family {
+            Family::Organizations => &self.inner.organizations_breaker,
+            Family::Portal => &self.inner.portal_breaker,
+        }
+    }
+
+    /// Sends a request under `call`'s deadline, retrying when that is safe and worthwhile.
+    async fn send(&self, call: &Call, out: Outgoing<'_>) -> Result<Answer, Error> {
+        let retry_safe = out.method == Method::GET || out.idempotency_key.is_some();
+        let breaker = self.breaker(out.family);
+        self.inner.budget.record_call();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            breaker
+                .admit()
+                .map_err(|retry_after| Error::CircuitOpen { retry_after })?;
+            let remaining = call.deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Error::DeadlineExceeded);
+            }
+            if let Err(refused) =
+                self.inner
+                    .quota
+                    .acquire(&call.caller, call.caller_per_minute, out.delete)
+            {
+                // The breaker admitted a probe that never went: let the next call probe instead.
+                breaker.record(true);
+                return Err(Error::Quota(refused));
+            }
+            let result = self
+                .attempt(&out, remaining.min(self.inner.attempt_timeout))
+                .await;
+            let failed_upstream = result
+                .as_ref()
+                .err()
+                .is_some_and(Error::is_upstream_failure);
+            breaker.record(!failed_upstream);
+            let error = match result {
+                Ok(answer) => return Ok(answer),
+                Err(error) => error,
+            };
+            let retryable = match &error {
+                Error::Api { status, .. } => matches!(status, 408 | 429 | 500..=599) && retry_safe,
+                Error::Timeout(_) => retry_safe,
+                Error::Transport(_) => retry_safe || error.never_sent(),
+                _ => false,
+            };
+            if !retryable || attempt >= self.inner.retry.max_attempts {
+                return Err(error);
+            }
+            let retry_after = match &error {
+                Error::Api { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            // WorkOS's Retry-After wins over our backoff, but only when it fits in the time the
+            // caller has left; otherwise the caller hears at once, with the delay to wait.
+            let delay = retry_after.unwrap_or_else(|| self.inner.retry.backoff(attempt));
+            if Instant::now() + delay >= call.deadline || !self.inner.budget.try_retry() {
+                return Err(error);
+            }
+            tracing::debug!(attempt, delay = ?delay, error = %error, "retrying a WorkOS call");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(&self, out: &Outgoing<'_>, timeout: Duration) -> Result<Answer, Error> {
         let mut request = self
+            .inner
             .http
-            .request(method, url)
-            .header(header::AUTHORIZATION, self.authorization.clone())
+            .request(out.method.clone(), out.url.clone())
+            .timeout(timeout)
+            .header(header::AUTHORIZATION, self.inner.authorization.clone())
             .header(header::ACCEPT, "application/json");
-        if let Some(body) = body {
+        if let Some(body) = &out.body {
             request = request
                 .header(header::CONTENT_TYPE, "application/json")
-                .body(body);
+                .body(body.clone());
         }
-        if let Some(key) = idempotency_key {
+        if let Some(key) = out.idempotency_key {
             request = request.header("idempotency-key", key);
         }
         let response = request.send().await.map_err(Error::from_reqwest)?;
@@ -111,6 +282,14 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let body = response.bytes().await.map_err(Error::from_reqwest)?;
+        self.inner.key_rejected.send_if_modified(|rejected| {
+            let now = status == StatusCode::UNAUTHORIZED;
+            let changed = *rejected != now && (now || status.is_success());
+            if changed {
+                *rejected = now;
+            }
+            changed
+        });
         if status.is_success() {
             return Ok(Answer {
                 status,
@@ -139,7 +318,7 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64),
+                .map(|s| Duration::from_secs_f64(s.min(3600.0))),
         })
     }
 
@@ -147,7 +326,7 @@ impl Client {
         serde_json::from_slice(&answer.body).map_err(|source| Error::Decode {
             status: answer.status.as_u16(),
             request_id: answer.request_id.clone(),
-            source,
+            source: Arc::new(source),
         })
     }
 
@@ -156,50 +335,88 @@ impl Client {
         serde_json::to_vec(body).ok()
     }
 
+    fn get(&self, url: Url) -> Outgoing<'static> {
+        Outgoing {
+            family: Family::Organizations,
+            method: Method::GET,
+            url,
+            body: None,
+            idempotency_key: None,
+            delete: false,
+        }
+    }
+
     /// `POST /organizations`, with the request's idempotency key.
-    pub async fn create_organization(&self, new: &NewOrganization) -> Result<Organization, Error> {
+    pub async fn create_organization(
+        &self,
+        call: &Call,
+        new: &NewOrganization,
+    ) -> Result<Organization, Error> {
         let body = wire::CreateOrganizationWire {
             name: &new.name,
             domain_data: new.domains.iter().map(Into::into).collect(),
             metadata: new.metadata.pairs(),
             external_id: new.external_id.as_ref().map(ExternalId::as_str),
         };
-        let answer = self
-            .call(
-                Method::POST,
-                self.url(&["organizations"]),
-                Self::json(&body),
-                Some(&new.idempotency_key),
-            )
-            .await?;
-        Self::decode::<wire::OrganizationWire>(&answer)?.into_domain()
+        let out = Outgoing {
+            family: Family::Organizations,
+            method: Method::POST,
+            url: self.url(&["organizations"]),
+            body: Self::json(&body),
+            idempotency_key: Some(&new.idempotency_key),
+            delete: false,
+        };
+        let answer = self.send(call, out).await?;
+        let organization = Self::decode::<wire::OrganizationWire>(&answer)?.into_domain()?;
+        self.inner.cache.store(&organization);
+        Ok(organization)
     }
 
-    /// `GET /organizations/{id}`.
-    pub async fn get_organization(&self, id: &OrganizationId) -> Result<Organization, Error> {
-        let answer = self
-            .call(
-                Method::GET,
-                self.url(&["organizations", id.as_str()]),
-                None,
-                None,
-            )
-            .await?;
-        Self::decode::<wire::OrganizationWire>(&answer)?.into_domain()
+    /// `GET /organizations/{id}`, cached. Returns whether it came from the cache.
+    pub async fn get_organization(
+        &self,
+        call: &Call,
+        id: &OrganizationId,
+    ) -> Result<(Organization, bool), Error> {
+        let fetch = async {
+            let answer = self
+                .send(call, self.get(self.url(&["organizations", id.as_str()])))
+                .await?;
+            Self::decode::<wire::OrganizationWire>(&answer)?.into_domain()
+        };
+        let (result, cached) = self
+            .inner
+            .cache
+            .get_or_fetch(Key::Id(id.as_str().to_owned()), fetch)
+            .await;
+        result.map(|org| (org, cached))
     }
 
-    /// `GET /organizations/external_id/{external_id}`.
+    /// `GET /organizations/external_id/{external_id}`, cached.
     pub async fn get_organization_by_external_id(
         &self,
+        call: &Call,
         external_id: &ExternalId,
-    ) -> Result<Organization, Error> {
-        let url = self.url(&["organizations", "external_id", external_id.as_str()]);
-        let answer = self.call(Method::GET, url, None, None).await?;
-        Self::decode::<wire::OrganizationWire>(&answer)?.into_domain()
+    ) -> Result<(Organization, bool), Error> {
+        let fetch = async {
+            let url = self.url(&["organizations", "external_id", external_id.as_str()]);
+            let answer = self.send(call, self.get(url)).await?;
+            Self::decode::<wire::OrganizationWire>(&answer)?.into_domain()
+        };
+        let (result, cached) = self
+            .inner
+            .cache
+            .get_or_fetch(Key::External(external_id.as_str().to_owned()), fetch)
+            .await;
+        result.map(|org| (org, cached))
     }
 
-    /// `GET /organizations` with WorkOS's cursor parameters.
-    pub async fn list_organizations(&self, query: &ListQuery) -> Result<OrganizationPage, Error> {
+    /// `GET /organizations` with WorkOS's cursor parameters (never cached).
+    pub async fn list_organizations(
+        &self,
+        call: &Call,
+        query: &ListQuery,
+    ) -> Result<OrganizationPage, Error> {
         let mut url = self.url(&["organizations"]);
         {
             let mut pairs = url.query_pairs_mut();
@@ -225,13 +442,15 @@ impl Client {
                 pairs.append_pair("domains", &query.domains.join(","));
             }
         }
-        let answer = self.call(Method::GET, url, None, None).await?;
+        let answer = self.send(call, self.get(url)).await?;
         Self::decode::<wire::ListWire>(&answer)?.into_domain()
     }
 
-    /// `PUT /organizations/{id}` with only the changed fields; `null` clears a field.
+    /// `PUT /organizations/{id}` with only the changed fields; `null` clears a field. A PUT of
+    /// the same body is idempotent, so it carries a key and may be retried.
     pub async fn update_organization(
         &self,
+        call: &Call,
         id: &OrganizationId,
         changes: &OrganizationChanges,
     ) -> Result<Organization, Error> {
@@ -261,26 +480,47 @@ impl Client {
         if let Some(stripe) = &changes.stripe_customer_id {
             body.insert("stripe_customer_id".into(), stripe.clone().into());
         }
-        let url = self.url(&["organizations", id.as_str()]);
-        let answer = self.call(Method::PUT, url, Self::json(&body), None).await?;
-        Self::decode::<wire::OrganizationWire>(&answer)?.into_domain()
+        let key = uuid::Uuid::new_v4().to_string();
+        let out = Outgoing {
+            family: Family::Organizations,
+            method: Method::PUT,
+            url: self.url(&["organizations", id.as_str()]),
+            body: Self::json(&body),
+            idempotency_key: Some(&key),
+            delete: false,
+        };
+        // Whatever happens, the cached copy may now be stale.
+        self.inner.cache.forget(id.as_str());
+        let answer = self.send(call, out).await?;
+        let organization = Self::decode::<wire::OrganizationWire>(&answer)?.into_domain()?;
+        self.inner.cache.forget(id.as_str());
+        self.inner.cache.store(&organization);
+        Ok(organization)
     }
 
-    /// `DELETE /organizations/{id}`; WorkOS answers 202 and the body is ignored.
-    pub async fn delete_organization(&self, id: &OrganizationId) -> Result<(), Error> {
-        self.call(
-            Method::DELETE,
-            self.url(&["organizations", id.as_str()]),
-            None,
-            None,
-        )
-        .await?;
-        Ok(())
+    /// `DELETE /organizations/{id}`; WorkOS answers 202 and the body is ignored. Never retried:
+    /// WorkOS allows only 50 deletes a minute.
+    pub async fn delete_organization(&self, call: &Call, id: &OrganizationId) -> Result<(), Error> {
+        let out = Outgoing {
+            family: Family::Organizations,
+            method: Method::DELETE,
+            url: self.url(&["organizations", id.as_str()]),
+            body: None,
+            idempotency_key: None,
+            delete: true,
+        };
+        self.inner.cache.forget(id.as_str());
+        let result = self.send(call, out).await;
+        self.inner.cache.forget(id.as_str());
+        result.map(drop)
     }
 
-    /// `POST /portal/generate_link`. Returns the link and when it was minted.
+    /// `POST /portal/generate_link`. Returns the link and when it was minted. It carries an
+    /// idempotency key, as the official SDKs send, so a lost answer can be retried: at worst
+    /// WorkOS mints a second link for the same admin.
     pub async fn generate_link(
         &self,
+        call: &Call,
         organization_id: &OrganizationId,
         intent: Intent,
         request: &LinkRequest,
@@ -300,16 +540,23 @@ impl Client {
                 .collect(),
         };
         let minted = SystemTime::now();
-        let url = self.url(&["portal", "generate_link"]);
-        let answer = self
-            .call(Method::POST, url, Self::json(&body), None)
-            .await?;
+        let key = uuid::Uuid::new_v4().to_string();
+        let out = Outgoing {
+            family: Family::Portal,
+            method: Method::POST,
+            url: self.url(&["portal", "generate_link"]),
+            body: Self::json(&body),
+            idempotency_key: Some(&key),
+            delete: false,
+        };
+        let answer = self.send(call, out).await?;
         Ok((Self::decode::<wire::LinkWire>(&answer)?.link, minted))
     }
 
-    /// `POST /portal/revoke_link`.
+    /// `POST /portal/revoke_link` (idempotent: revoking twice changes nothing).
     pub async fn revoke_links(
         &self,
+        call: &Call,
         organization_id: &OrganizationId,
         external_user_id: &str,
     ) -> Result<(), Error> {
@@ -317,9 +564,23 @@ impl Client {
             organization: organization_id.as_str(),
             external_user_id,
         };
-        let url = self.url(&["portal", "revoke_link"]);
-        self.call(Method::POST, url, Self::json(&body), None)
-            .await?;
-        Ok(())
+        let key = uuid::Uuid::new_v4().to_string();
+        let out = Outgoing {
+            family: Family::Portal,
+            method: Method::POST,
+            url: self.url(&["portal", "revoke_link"]),
+            body: Self::json(&body),
+            idempotency_key: Some(&key),
+            delete: false,
+        };
+        self.send(call, out).await.map(drop)
+    }
+
+    /// The circuit state of each route family, for health and metrics.
+    pub fn breaker_states(&self) -> [(&'static str, resilience::BreakerState); 2] {
+        [
+            ("organizations", self.inner.organizations_breaker.state()),
+            ("portal", self.inner.portal_breaker.state()),
+        ]
     }
 }

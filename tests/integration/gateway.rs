@@ -741,7 +741,11 @@ async fn list_intents_names_all_seven_with_defaults() {
 
 #[tokio::test]
 async fn upstream_failures_map_to_precise_statuses_without_echoing_bodies() {
-    let app = spawn_app().await;
+    // One attempt and no cache, so each injected failure reaches the caller as it is.
+    let emulator = TestEmulator::start().await;
+    let config = base_config(&emulator.url)
+        + "[workos.retry]\nmax_attempts = 1\n[workos.cache]\nttl = \"0s\"\n";
+    let app = spawn_app_with(emulator, &config, "sk_test_emulator").await;
     let org = app
         .orgs
         .clone()
@@ -904,7 +908,7 @@ async fn a_slow_workos_is_deadline_exceeded_by_the_client_timeout() {
         .replace("request_timeout = \"5s\"", "request_timeout = \"200ms\"");
     let app = spawn_app_with(emulator, &config, "sk_test_emulator").await;
     app.emulator
-        .fault(json!({"route": "GET /organizations/{id}", "delay_ms": 2000, "count": 1}))
+        .fault(json!({"route": "GET /organizations/{id}", "delay_ms": 2000}))
         .await;
     let started = std::time::Instant::now();
     let status = app
@@ -921,6 +925,11 @@ async fn a_slow_workos_is_deadline_exceeded_by_the_client_timeout() {
         started.elapsed() < Duration::from_millis(1500),
         "{:?}",
         started.elapsed()
+    );
+    assert_eq!(
+        app.emulator.count("GET /organizations/{id}").await,
+        3,
+        "a read is retried, up to three attempts"
     );
 }
 
@@ -961,12 +970,7 @@ async fn shutdown_turns_health_not_serving_and_lets_in_flight_calls_finish() {
     });
     // Wait until the call has reached WorkOS, so it is truly in flight when the signal comes.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while app
-        .emulator
-        .count("GET /organizations/external_id/{external_id}")
-        .await
-        == 0
-    {
+    while app.emulator.count("POST /portal/generate_link").await == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the call never reached WorkOS"

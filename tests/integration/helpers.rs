@@ -216,6 +216,7 @@ allow_http_loopback = true
 success_url = "https://app.example.com/settings/sso/done"
 [server]
 shutdown_grace = "5s"
+drain_delay = "0s"
 [auth]
 tokens = [{{ identity = "admin", sha256 = "{admin}" }}]
 [[policy.callers]]
