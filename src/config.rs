@@ -419,7 +419,11 @@ impl Config {
                 allow_http_loopback: true,
                 ..PortalSettings::default()
             },
-            server: ServerSettings::default(),
+            // Nothing balances load in front of `dev`: stop at once on Ctrl-C.
+            server: ServerSettings {
+                drain_delay: Duration::ZERO,
+                ..ServerSettings::default()
+            },
             auth: AuthSettings {
                 tokens: vec![TokenDigest {
                     identity: DEVELOPMENT_IDENTITY.to_owned(),

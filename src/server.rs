@@ -55,9 +55,10 @@ pub enum ServeError {
 }
 
 /// The fully qualified names of the gateway's own services, as health checks name them.
-pub const SERVICE_NAMES: [&str; 2] = [
+pub const SERVICE_NAMES: [&str; 3] = [
     "adminportal.v1.OrganizationService",
     "adminportal.v1.PortalService",
+    "adminportal.v1.AccessService",
 ];
 
 /// Serves the gateway on `listener` until `shutdown` completes, then drains.
@@ -107,6 +108,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<PortalServiceServer<grpc::PortalService>>()
+        .await;
+    health
+        .set_serving::<AccessServiceServer<grpc::AccessService>>()
         .await;
 
     // The google.rpc error details are registered too, so grpcurl and other reflection clients

@@ -3,9 +3,9 @@
 //! sharing the key.
 //!
 //! Token buckets for WorkOS's general limit and its separate delete limit; an optional fixed
-//! quota per caller (from the policy); and a fair share: while the shared bucket is contended
-//! (less than half full), each recently active caller may use only its share of the rate, so one
-//! noisy caller cannot starve the others. Uncontended, any caller may use what is free.
+//! quota per caller (from the policy); and a fair share: while several callers are active and the
+//! shared bucket is being drawn down, each may use only its share of the rate, so one noisy
+//! caller cannot starve the others. A full bucket (idle capacity) is free for anyone.
 //! Limits are per replica (see the README for running several).
 
 use std::{collections::HashMap, fmt, sync::Mutex, time::Duration};
@@ -219,7 +219,9 @@ impl Quota {
                 });
             }
         }
-        let contended = global.tokens < global.capacity / 2.0;
+        // A fair share only means something when someone else wants the rate too, and only
+        // once the shared bucket is being drawn down; a full bucket is free for anyone.
+        let contended = active > 1 && global.tokens < global.capacity - 1.0;
         if contended && let Some(wait) = entry.share.wait() {
             return Err(QuotaExceeded {
                 scope: QuotaScope::FairShare(caller.to_owned()),
@@ -302,6 +304,19 @@ mod tests {
             "quiet caller starved: {quiet} (noisy {noisy})"
         );
         assert!(noisy + quiet <= 300 + 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_caller_is_told_about_the_gateway_quota_not_a_fair_share() {
+        let quota = Quota::new(QuotaSettings {
+            requests_per_minute: 600,
+            burst: 10,
+            deletes_per_minute: 50,
+        });
+        let refused = (0..20)
+            .find_map(|_| quota.acquire("alone", None, false).err())
+            .expect("refused");
+        assert_eq!(refused.scope, QuotaScope::Workos);
     }
 
     #[tokio::test(start_paused = true)]

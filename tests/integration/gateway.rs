@@ -45,6 +45,7 @@ async fn health_is_serving_for_the_server_and_each_service() {
         "",
         "adminportal.v1.OrganizationService",
         "adminportal.v1.PortalService",
+        "adminportal.v1.AccessService",
     ] {
         let answer = health
             .check(HealthCheckRequest {
@@ -980,6 +981,8 @@ async fn shutdown_turns_health_not_serving_and_lets_in_flight_calls_finish() {
     app.signal_shutdown();
     let next = watch.message().await.expect("update").expect("status");
     assert_eq!(next.status(), ServingStatus::NotServing);
+    // A Watch stream never ends by itself; a prober closes it once it has seen NOT_SERVING.
+    drop(watch);
     let answer = in_flight
         .await
         .expect("task")

@@ -4,5 +4,6 @@
 mod emulator;
 mod gateway;
 mod helpers;
+mod resilience;
 mod security;
 mod tools;

@@ -209,7 +209,7 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
     std::fs::write(
         &config_path,
         format!(
-            "[workos]\nbase_url = {emulator_url:?}\nrequest_timeout = \"2s\"\n[auth]\ntokens = [{{ identity = \"canary\", sha256 = \"{}\" }}]\n[[policy.callers]]\nname = \"canary\"\nidentities = [\"canary\"]\norganizations = [\"*\"]\nreturn_origins = [\"https://app.example.com\"]\n",
+            "[workos]\nbase_url = {emulator_url:?}\nrequest_timeout = \"2s\"\n[server]\ndrain_delay = \"0s\"\n[auth]\ntokens = [{{ identity = \"canary\", sha256 = \"{}\" }}]\n[[policy.callers]]\nname = \"canary\"\nidentities = [\"canary\"]\norganizations = [\"*\"]\nreturn_origins = [\"https://app.example.com\"]\n",
             crate::helpers::digest(TOKEN)
         ),
     )
