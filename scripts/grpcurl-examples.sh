@@ -13,7 +13,7 @@ export PATH="$root/.venv-clients/bin:$PATH"
 command -v grpcurl >/dev/null || { echo "grpcurl is missing from .venv-clients" >&2; exit 1; }
 
 work="$(mktemp -d)"
-"$binary" dev --listen 127.0.0.1:0 --emulator-listen 127.0.0.1:0 >"$work/stdout" 2>"$work/stderr" &
+"$binary" dev --listen 127.0.0.1:0 --emulator-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$work/stdout" 2>"$work/stderr" &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

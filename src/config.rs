@@ -57,6 +57,8 @@ pub struct Config {
     pub policy_reload_interval: Duration,
     /// Where audit records go.
     pub audit: AuditTarget,
+    /// Where `/metrics` and `/healthz` are served, if anywhere.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// How callers prove who they are.
@@ -153,6 +155,13 @@ struct RawConfig {
     audit: RawAudit,
     policy_file: Option<String>,
     policy: Option<RawPolicy>,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -446,6 +455,7 @@ impl Config {
             policy_source: None,
             policy_reload_interval: Duration::from_secs(2),
             audit: AuditTarget::Stdout,
+            admin_listen: None,
         }
     }
 
@@ -577,6 +587,15 @@ impl Config {
             portal.intent_defaults.insert(intent, defaults);
         }
         let auth = auth_settings(&mut problems, raw.auth, raw.tls);
+        let admin_listen = raw.admin.and_then(|admin| {
+            problems.check(
+                "admin.listen",
+                admin
+                    .listen
+                    .parse::<SocketAddr>()
+                    .map_err(|_| "must be an address such as 0.0.0.0:9090".into()),
+            )
+        });
         let audit = match raw.audit.file {
             None => AuditTarget::Stdout,
             Some(path) => AuditTarget::File(PathBuf::from(path)),
@@ -631,6 +650,7 @@ impl Config {
                 policy_source,
                 policy_reload_interval,
                 audit,
+                admin_listen,
             }),
             _ => Err(ConfigError {
                 problems: problems.0,

@@ -8,6 +8,8 @@
 //! - [`workos`] is the WorkOS REST client; its wire types stay private.
 //! - [`error`] is the one error type and its one mapping to `tonic::Status`.
 //! - [`config`] loads and validates configuration; secrets stay wrapped.
+//! - [`auth`] proves callers, decides with the policy, and writes the audit trail.
+//! - [`telemetry`] holds the metrics, the admin HTTP port and the ids that follow a call.
 //! - [`emulator`] is an independent WorkOS emulator for development and tests.
 
 pub mod auth;
@@ -19,6 +21,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod proto;
 pub mod server;
+pub mod telemetry;
 pub mod workos;
 
 use std::future::Future;
@@ -36,4 +39,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     server::serve(listener, config, shutdown).await
+}
+
+/// Like [`run`], and serves `/metrics` and `/healthz` on `admin`.
+pub async fn run_with_admin(
+    listener: TcpListener,
+    admin: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    server::serve_with_admin(listener, Some(admin), config, shutdown).await
 }

@@ -32,6 +32,9 @@ enum Command {
         /// Where the embedded WorkOS emulator listens.
         #[arg(long, default_value = "127.0.0.1:4100")]
         emulator_listen: SocketAddr,
+        /// Where `/metrics` and `/healthz` are served.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
     },
     /// Run the gateway against WorkOS (production). Reads WORKOS_API_KEY and WORKOS_BASE_URL.
     Serve {
@@ -72,7 +75,8 @@ fn main() -> ExitCode {
             Command::Dev {
                 listen,
                 emulator_listen,
-            } => dev(listen, emulator_listen).await,
+                admin_listen,
+            } => dev(listen, emulator_listen, admin_listen).await,
             Command::Serve { config, listen } => serve(config, listen).await,
             Command::Emulator {
                 listen,
@@ -117,18 +121,28 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ExitCode> {
     })
 }
 
-async fn dev(listen: SocketAddr, emulator_listen: SocketAddr) -> ExitCode {
-    match dev_inner(listen, emulator_listen).await {
+async fn dev(
+    listen: SocketAddr,
+    emulator_listen: SocketAddr,
+    admin_listen: SocketAddr,
+) -> ExitCode {
+    match dev_inner(listen, emulator_listen, admin_listen).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,
     }
 }
 
-async fn dev_inner(listen: SocketAddr, emulator_listen: SocketAddr) -> Result<(), ExitCode> {
+async fn dev_inner(
+    listen: SocketAddr,
+    emulator_listen: SocketAddr,
+    admin_listen: SocketAddr,
+) -> Result<(), ExitCode> {
     let emulator_listener = bind("WorkOS emulator", emulator_listen).await?;
     let emulator_addr = local_addr(&emulator_listener)?;
     let gateway_listener = bind("gateway", listen).await?;
     let gateway_addr = local_addr(&gateway_listener)?;
+    let admin_listener = bind("admin port", admin_listen).await?;
+    let admin_addr = local_addr(&admin_listener)?;
     let origin = emulator::origin_of(emulator_addr);
     let (stop_emulator, emulator_stopped) = tokio::sync::oneshot::channel::<()>();
     let emulator_task = tokio::spawn(emulator::serve(
@@ -159,7 +173,12 @@ async fn dev_inner(listen: SocketAddr, emulator_listen: SocketAddr) -> Result<()
     say(&format!(
         "  grpcurl -plaintext -H 'authorization: Bearer dev' -d '{{\"external_id\":\"acme\",\"intent\":\"INTENT_SSO\"}}' {gateway_addr} adminportal.v1.PortalService/GenerateLink"
     ));
-    let result = portal_gateway::run(gateway_listener, config, shutdown_signal()).await;
+    say(&format!(
+        "Metrics on http://{admin_addr}/metrics, plain-HTTP health on http://{admin_addr}/healthz"
+    ));
+    let result =
+        portal_gateway::run_with_admin(gateway_listener, admin_listener, config, shutdown_signal())
+            .await;
     let _ = stop_emulator.send(());
     let _ = emulator_task.await;
     result.map_err(|error| {
@@ -189,7 +208,21 @@ async fn serve(path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
         Ok(addr) => say(&format!("portal-gateway listening on {addr}")),
         Err(code) => return code,
     }
-    match portal_gateway::run(listener, config, shutdown_signal()).await {
+    let result = match config.admin_listen {
+        None => portal_gateway::run(listener, config, shutdown_signal()).await,
+        Some(addr) => {
+            let admin = match bind("admin port", addr).await {
+                Ok(admin) => admin,
+                Err(code) => return code,
+            };
+            match local_addr(&admin) {
+                Ok(addr) => say(&format!("metrics and plain-HTTP health on http://{addr}")),
+                Err(code) => return code,
+            }
+            portal_gateway::run_with_admin(listener, admin, config, shutdown_signal()).await
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = ?error, "gateway failed");

@@ -31,6 +31,7 @@ use crate::{
         organization_service_server::OrganizationServiceServer,
         portal_service_server::PortalServiceServer,
     },
+    telemetry::{Metrics, Readiness},
     workos,
 };
 
@@ -67,7 +68,19 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let workos = workos::Client::new(&config.workos)?;
+    serve_with_admin(listener, None, config, shutdown).await
+}
+
+/// Like [`serve`], with `/metrics` and `/healthz` on `admin` when given.
+pub async fn serve_with_admin(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::default();
+    let workos = workos::Client::new(&config.workos, metrics.clone())?;
     let key_rejected = workos.key_rejected();
     let gateway = Gateway::new(workos, config.portal.clone());
     let jwt = match config.auth.jwt.clone() {
@@ -93,14 +106,18 @@ pub async fn serve(
     let auditor = Auditor::open(&config.audit).map_err(ServeError::Audit)?;
     let core = grpc::Core::new(
         gateway,
-        Gatekeeper::new(authenticator, policy.clone(), auditor),
+        Gatekeeper::new(authenticator, policy.clone(), auditor, metrics.clone()),
         config.server.request_timeout,
         config.server.max_in_flight,
     );
-    let reloader = config
-        .policy_source
-        .clone()
-        .map(|source| tokio::spawn(reload_policy(source, config.policy_reload_interval, policy)));
+    let reloader = config.policy_source.clone().map(|source| {
+        tokio::spawn(reload_policy(
+            source,
+            config.policy_reload_interval,
+            policy,
+            metrics.clone(),
+        ))
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -129,14 +146,29 @@ pub async fn serve(
         key_rejected,
         health.clone(),
         draining.clone(),
+        readiness.clone(),
     ));
     let grace = config.server.shutdown_grace;
     let drain_delay = config.server.drain_delay;
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let reporter = health.clone();
+    let signal_readiness = readiness.clone();
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(admin) = admin {
+        let stopped = async {
+            let _ = admin_stopped.await;
+        };
+        tokio::spawn(crate::telemetry::serve_admin(
+            admin,
+            metrics.clone(),
+            readiness.clone(),
+            stopped,
+        ));
+    }
     let signal = async move {
         shutdown.await;
         draining.store(true, Ordering::SeqCst);
+        signal_readiness.set_draining();
         tracing::info!(drain_delay = ?drain_delay, "shutting down: health is NOT_SERVING; still serving during the drain delay");
         for name in std::iter::once("").chain(SERVICE_NAMES) {
             reporter
@@ -191,6 +223,7 @@ pub async fn serve(
         reloader.abort();
     }
     key_watch.abort();
+    let _ = admin_stop.send(());
     tracing::info!("gateway stopped");
     Ok(())
 }
@@ -203,9 +236,11 @@ async fn report_key_rejection(
     mut rejected: tokio::sync::watch::Receiver<bool>,
     health: tonic_health::server::HealthReporter,
     draining: Arc<AtomicBool>,
+    readiness: Readiness,
 ) {
     while rejected.changed().await.is_ok() {
         let is_rejected = *rejected.borrow_and_update();
+        readiness.set_key_rejected(is_rejected);
         if draining.load(Ordering::SeqCst) {
             return;
         }
@@ -230,6 +265,7 @@ async fn reload_policy(
     source: config::PolicySource,
     interval: std::time::Duration,
     store: PolicyStore,
+    metrics: Arc<Metrics>,
 ) {
     let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let mut last_seen = modified(&source.path);
@@ -260,9 +296,11 @@ async fn reload_policy(
             Ok((policy, _)) => {
                 let rules = policy.rules.len();
                 store.replace(policy);
+                metrics.policy_reload(true);
                 tracing::info!(path = %source.path.display(), rules, "policy reloaded");
             }
             Err(error) => {
+                metrics.policy_reload(false);
                 for problem in &error.problems {
                     tracing::error!(path = %source.path.display(), problem = %problem, "policy refused; the previous policy stays in force");
                 }

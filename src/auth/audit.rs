@@ -128,6 +128,7 @@ pub struct AuditRecord {
 pub struct AuditEntry {
     record: AuditRecord,
     rpc: Rpc,
+    started: tokio::time::Instant,
 }
 
 impl AuditEntry {
@@ -141,7 +142,23 @@ impl AuditEntry {
                 ..AuditRecord::default()
             },
             rpc,
+            started: tokio::time::Instant::now(),
         }
+    }
+
+    /// The RPC.
+    pub fn rpc(&self) -> Rpc {
+        self.rpc
+    }
+
+    /// The proven caller's identity, if any yet.
+    pub fn caller_identity(&self) -> Option<&str> {
+        self.record.caller.as_deref()
+    }
+
+    /// How long since the call began.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// The proven caller.

@@ -84,6 +84,8 @@ pub struct RequestContext {
     peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
     /// `x-request-id` from the caller, or a new one.
     pub request_id: String,
+    /// The ids that follow this call upstream and back.
+    pub trace: std::sync::Arc<crate::telemetry::CallTrace>,
 }
 
 /// Longest acting user accepted.
@@ -142,6 +144,10 @@ impl RequestContext {
             acting_user,
             peer: request.remote_addr(),
             peer_certs: request.peer_certs(),
+            trace: std::sync::Arc::new(crate::telemetry::CallTrace::new(
+                request_id.clone(),
+                text("traceparent"),
+            )),
             request_id,
         }
     }

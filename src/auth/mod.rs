@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use tonic::Status;
 
-use crate::error::Error;
+use crate::{error::Error, telemetry::Metrics};
 use audit::{AuditEntry, Auditor};
 use identity::{Authenticator, Caller, RequestContext};
 use policy::{AccessRequest, Decision, Policy};
@@ -49,16 +49,28 @@ pub struct Gatekeeper {
     authenticator: Arc<Authenticator>,
     policy: PolicyStore,
     auditor: Arc<Auditor>,
+    metrics: Arc<Metrics>,
 }
 
 impl Gatekeeper {
-    /// Joins the three parts.
-    pub fn new(authenticator: Authenticator, policy: PolicyStore, auditor: Auditor) -> Self {
+    /// Joins the parts.
+    pub fn new(
+        authenticator: Authenticator,
+        policy: PolicyStore,
+        auditor: Auditor,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             authenticator: Arc::new(authenticator),
             policy,
             auditor: Arc::new(auditor),
+            metrics,
         }
+    }
+
+    /// The metrics every call reports to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The policy store (for reloads).
@@ -109,8 +121,14 @@ impl Gatekeeper {
         }
     }
 
-    /// Converts the call's result to its gRPC answer and writes the audit record when one is due.
-    pub fn conclude<T>(&self, entry: AuditEntry, result: Result<T, Error>) -> Result<T, Status> {
+    /// Converts the call's result to its gRPC answer, counts it, logs one line for it, and
+    /// writes the audit record when one is due.
+    pub fn conclude<T>(
+        &self,
+        entry: AuditEntry,
+        context: &RequestContext,
+        result: Result<T, Error>,
+    ) -> Result<T, Status> {
         let result = result.map_err(Status::from);
         let (code, reason) = match &result {
             Ok(_) => (tonic::Code::Ok, None),
@@ -125,6 +143,28 @@ impl Gatekeeper {
                 )
             }
         };
+        let latency = entry.elapsed();
+        let method = entry.rpc().name();
+        // Caller labels stay a bounded set: the identities the policy names.
+        let caller = match entry.caller_identity() {
+            None => "unauthenticated",
+            Some(identity) if self.policy.current().rule_for(identity).is_some() => identity,
+            Some(_) => "unknown",
+        };
+        let code_name = audit::code_name(code);
+        self.metrics.rpc(method, caller, code_name, latency);
+        let workos_request_id = context.trace.workos_request_id();
+        tracing::info!(
+            target: "portal_gateway::rpc",
+            method,
+            caller = entry.caller_identity().unwrap_or(""),
+            code = code_name,
+            reason = reason.as_deref().unwrap_or(""),
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            request_id = %context.request_id,
+            workos_request_id = workos_request_id.as_deref().unwrap_or(""),
+            "rpc"
+        );
         if let Some(record) = entry.finish(code, reason) {
             self.auditor.write(&record);
         }

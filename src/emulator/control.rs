@@ -228,6 +228,7 @@ pub(crate) async fn requests(State(shared): State<Shared>) -> Response {
                 "status": r.status,
                 "idempotency_key": r.idempotency_key,
                 "request_id": r.request_id,
+                "traceparent": r.traceparent,
                 "user_agent": r.user_agent,
             })
         })

@@ -276,6 +276,7 @@ fn record(shared: &Shared, route: String, headers: &HeaderMap, status: StatusCod
         status: status.as_u16(),
         idempotency_key: header("idempotency-key"),
         request_id: header("x-request-id"),
+        traceparent: header("traceparent"),
         user_agent: header("user-agent"),
     });
 }

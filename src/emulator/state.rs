@@ -177,6 +177,7 @@ pub(crate) struct RequestRecord {
     pub(crate) status: u16,
     pub(crate) idempotency_key: Option<String>,
     pub(crate) request_id: Option<String>,
+    pub(crate) traceparent: Option<String>,
     pub(crate) user_agent: Option<String>,
 }
 

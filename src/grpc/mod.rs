@@ -68,7 +68,7 @@ impl Core {
     }
 
     /// The upstream work of an authenticated caller.
-    fn call(&self, caller: &Caller, deadline: Instant) -> workos::Call {
+    fn call(&self, caller: &Caller, deadline: Instant, context: &RequestContext) -> workos::Call {
         let limit = self
             .gate
             .policy_store()
@@ -79,6 +79,7 @@ impl Core {
             deadline,
             caller: Arc::from(caller.identity.as_str()),
             caller_per_minute: limit,
+            trace: context.trace.clone(),
         }
     }
 
@@ -231,6 +232,7 @@ macro_rules! rpc {
         let result = match $core.in_flight.clone().try_acquire_owned() {
             Err(_) => Err(Error::Overloaded),
             Ok(_permit) => {
+                let _in_flight = $core.gate.metrics().in_flight();
                 let work = $inner(
                     &$core,
                     &context,
@@ -244,8 +246,31 @@ macro_rules! rpc {
                 }
             }
         };
-        Ok(Response::new($core.gate.conclude(entry, result)?))
+        let mut answer = $core
+            .gate
+            .conclude(entry, &context, result)
+            .map(Response::new);
+        let metadata = match &mut answer {
+            Ok(response) => response.metadata_mut(),
+            Err(status) => status.metadata_mut(),
+        };
+        with_request_ids(metadata, &context);
+        answer
     }};
+}
+
+/// Returns the call's request id and WorkOS's, so a caller can quote both to support.
+fn with_request_ids(metadata: &mut tonic::metadata::MetadataMap, context: &RequestContext) {
+    if let Ok(value) = context.request_id.parse() {
+        metadata.insert("x-request-id", value);
+    }
+    if let Some(value) = context
+        .trace
+        .workos_request_id()
+        .and_then(|id| id.parse().ok())
+    {
+        metadata.insert("x-workos-request-id", value);
+    }
 }
 
 // === impl OrganizationService ===
@@ -323,7 +348,7 @@ async fn create_organization(
     request: proto::CreateOrganizationRequest,
 ) -> Result<proto::CreateOrganizationResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
-    let call = core.call(&caller, deadline);
+    let call = core.call(&caller, deadline, context);
     let mut new = convert::new_organization(request)?;
     let external_id = new.external_id.as_ref().map(|e| e.as_str());
     entry.organization(None, external_id);
@@ -355,7 +380,7 @@ async fn get_organization(
     request: proto::GetOrganizationRequest,
 ) -> Result<proto::GetOrganizationResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
-    let call = core.call(&caller, deadline);
+    let call = core.call(&caller, deadline, context);
     let organization = convert::get_organization(request)?;
     let base = AccessRequest {
         acting_user: acting_user(context),
@@ -381,7 +406,7 @@ async fn list_organizations(
     request: proto::ListOrganizationsRequest,
 ) -> Result<proto::ListOrganizationsResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
-    let call = core.call(&caller, deadline);
+    let call = core.call(&caller, deadline, context);
     let query = convert::list_query(request)?;
     core.authorize(
         &caller,
@@ -402,7 +427,7 @@ async fn update_organization(
     request: proto::UpdateOrganizationRequest,
 ) -> Result<proto::UpdateOrganizationResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
-    let call = core.call(&caller, deadline);
+    let call = core.call(&caller, deadline, context);
     let (id, changes) = convert::update(request)?;
     let base = AccessRequest {
         acting_user: acting_user(context),
@@ -448,7 +473,7 @@ async fn delete_organization(
     request: proto::DeleteOrganizationRequest,
 ) -> Result<proto::DeleteOrganizationResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
-    let call = core.call(&caller, deadline);
+    let call = core.call(&caller, deadline, context);
     let id = convert::organization_id("id", &request.id)?;
     let base = AccessRequest {
         acting_user: acting_user(context),
@@ -474,7 +499,7 @@ async fn ensure_organization(
     request: proto::EnsureOrganizationRequest,
 ) -> Result<proto::EnsureOrganizationResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
-    let call = core.call(&caller, deadline);
+    let call = core.call(&caller, deadline, context);
     let new = convert::ensure_organization(request)?;
     let external_id = new.external_id.as_ref().map(|e| e.as_str());
     entry.organization(None, external_id);
@@ -533,7 +558,7 @@ async fn generate_link(
     request: proto::GenerateLinkRequest,
 ) -> Result<proto::GenerateLinkResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
-    let call = core.call(&caller, deadline);
+    let call = core.call(&caller, deadline, context);
     let allow_http_loopback = core.gateway.portal_settings().allow_http_loopback;
     let mut link_request = convert::link_request(request, allow_http_loopback)?;
     // The acting user becomes WorkOS's external_user_id, so RevokeLinks can cut them off later.
@@ -582,7 +607,7 @@ async fn revoke_links(
     request: proto::RevokeLinksRequest,
 ) -> Result<proto::RevokeLinksResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
-    let call = core.call(&caller, deadline);
+    let call = core.call(&caller, deadline, context);
     let (organization, external_user_id) = convert::revoke(request)?;
     let base = AccessRequest {
         acting_user: acting_user(context),
@@ -655,7 +680,7 @@ async fn check_access(
     request: proto::CheckAccessRequest,
 ) -> Result<proto::CheckAccessResponse, Error> {
     let caller = core.gate.authenticate(context, entry).await?;
-    let call = core.call(&caller, deadline);
+    let call = core.call(&caller, deadline, context);
     let allow_http_loopback = core.gateway.portal_settings().allow_http_loopback;
     let check = convert::check_access(request, allow_http_loopback)?;
     // Anyone may ask about themselves; asking about another identity is a right of its own.

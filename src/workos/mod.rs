@@ -32,6 +32,7 @@ use crate::domain::{
     ExternalId, Intent, LinkRequest, ListOrder, ListQuery, NewOrganization, Organization,
     OrganizationChanges, OrganizationId, OrganizationPage, RedirectUrl,
 };
+use crate::telemetry::{CallTrace, Metrics};
 use cache::{Key, OrganizationCache};
 use quota::{Quota, QuotaSettings};
 use resilience::{Breaker, BreakerSettings, RetryBudget, RetrySettings};
@@ -73,7 +74,8 @@ impl Settings {
     }
 }
 
-/// One caller's upstream work: whose quota it uses, and when it must be done.
+/// One caller's upstream work: whose quota it uses, when it must be done, and the ids that
+/// follow it upstream.
 #[derive(Debug, Clone)]
 pub struct Call {
     /// When the caller stops waiting.
@@ -82,6 +84,8 @@ pub struct Call {
     pub caller: Arc<str>,
     /// The caller's own quota, requests per minute, if the policy sets one.
     pub caller_per_minute: Option<u32>,
+    /// Request id and trace context sent upstream; WorkOS's request id comes back here.
+    pub trace: Arc<CallTrace>,
 }
 
 impl Call {
@@ -91,6 +95,7 @@ impl Call {
             deadline: Instant::now() + budget,
             caller: Arc::from(caller),
             caller_per_minute: None,
+            trace: Arc::new(CallTrace::new(uuid::Uuid::new_v4().to_string(), None)),
         }
     }
 }
@@ -121,6 +126,7 @@ struct Inner {
     quota: Quota,
     cache: OrganizationCache,
     key_rejected: tokio::sync::watch::Sender<bool>,
+    metrics: Arc<Metrics>,
 }
 
 /// What a successful call answered, besides its body.
@@ -134,6 +140,8 @@ struct Answer {
 /// One request to send (and perhaps send again).
 struct Outgoing<'a> {
     family: Family,
+    /// `"METHOD /template"`, for metrics.
+    route: &'static str,
     method: Method,
     url: Url,
     body: Option<Vec<u8>>,
@@ -143,7 +151,7 @@ struct Outgoing<'a> {
 
 impl Client {
     /// Builds the client. Fails only if the TLS stack cannot be initialised.
-    pub fn new(settings: &Settings) -> Result<Self, Error> {
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .user_agent(concat!(
                 "portal-gateway/",
@@ -173,6 +181,7 @@ impl Client {
                 quota: Quota::new(settings.quota.clone()),
                 cache: OrganizationCache::new(settings.cache_ttl, settings.cache_max_entries),
                 key_rejected,
+                metrics,
             }),
         })
     }
@@ -202,6 +211,7 @@ impl Client {
     async fn send(&self, call: &Call, out: Outgoing<'_>) -> Result<Answer, Error> {
         let retry_safe = out.method == Method::GET || out.idempotency_key.is_some();
         let breaker = self.breaker(out.family);
+        let metrics = &self.inner.metrics;
         self.inner.budget.record_call();
         let mut attempt: u32 = 0;
         loop {
@@ -218,18 +228,45 @@ impl Client {
                     .quota
                     .acquire(&call.caller, call.caller_per_minute, out.delete)
             {
+                metrics.quota_rejection(match refused.scope {
+                    quota::QuotaScope::Workos => "workos",
+                    quota::QuotaScope::WorkosDeletes => "workos_deletes",
+                    quota::QuotaScope::Caller(_) => "caller",
+                    quota::QuotaScope::FairShare(_) => "fair_share",
+                });
                 // The breaker admitted a probe that never went: let the next call probe instead.
                 breaker.record(true);
                 return Err(Error::Quota(refused));
             }
+            let started = Instant::now();
             let result = self
-                .attempt(&out, remaining.min(self.inner.attempt_timeout))
+                .attempt(call, &out, remaining.min(self.inner.attempt_timeout))
                 .await;
-            let failed_upstream = result
-                .as_ref()
-                .err()
-                .is_some_and(Error::is_upstream_failure);
-            breaker.record(!failed_upstream);
+            let status = match &result {
+                Ok(answer) => answer.status.as_u16().to_string(),
+                Err(Error::Api { status, .. }) => status.to_string(),
+                Err(Error::Timeout(_)) => "timeout".to_owned(),
+                Err(_) => "transport_error".to_owned(),
+            };
+            metrics.upstream(out.route, &status, started.elapsed());
+            breaker.record(
+                !result
+                    .as_ref()
+                    .err()
+                    .is_some_and(Error::is_upstream_failure),
+            );
+            let family = match out.family {
+                Family::Organizations => "organizations",
+                Family::Portal => "portal",
+            };
+            metrics.breaker(
+                family,
+                match breaker.state() {
+                    resilience::BreakerState::Closed => 0,
+                    resilience::BreakerState::Open => 1,
+                    resilience::BreakerState::HalfOpen => 2,
+                },
+            );
             let error = match result {
                 Ok(answer) => return Ok(answer),
                 Err(error) => error,
@@ -254,11 +291,17 @@ impl Client {
                 return Err(error);
             }
             tracing::debug!(attempt, delay = ?delay, error = %error, "retrying a WorkOS call");
+            metrics.retry(out.route);
             tokio::time::sleep(delay).await;
         }
     }
 
-    async fn attempt(&self, out: &Outgoing<'_>, timeout: Duration) -> Result<Answer, Error> {
+    async fn attempt(
+        &self,
+        call: &Call,
+        out: &Outgoing<'_>,
+        timeout: Duration,
+    ) -> Result<Answer, Error> {
         let mut request = self
             .inner
             .http
@@ -274,6 +317,11 @@ impl Client {
         if let Some(key) = out.idempotency_key {
             request = request.header("idempotency-key", key);
         }
+        // Ids that let WorkOS support and the caller's traces find this request.
+        request = request.header("x-request-id", call.trace.request_id.as_str());
+        if let Some(traceparent) = &call.trace.traceparent {
+            request = request.header("traceparent", traceparent.as_str());
+        }
         let response = request.send().await.map_err(Error::from_reqwest)?;
         let status = response.status();
         let headers = response.headers().clone();
@@ -281,6 +329,9 @@ impl Client {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        if let Some(id) = &request_id {
+            call.trace.set_workos_request_id(id);
+        }
         let body = response.bytes().await.map_err(Error::from_reqwest)?;
         self.inner.key_rejected.send_if_modified(|rejected| {
             let now = status == StatusCode::UNAUTHORIZED;
@@ -335,9 +386,10 @@ impl Client {
         serde_json::to_vec(body).ok()
     }
 
-    fn get(&self, url: Url) -> Outgoing<'static> {
+    fn get(&self, route: &'static str, url: Url) -> Outgoing<'static> {
         Outgoing {
             family: Family::Organizations,
+            route,
             method: Method::GET,
             url,
             body: None,
@@ -360,6 +412,7 @@ impl Client {
         };
         let out = Outgoing {
             family: Family::Organizations,
+            route: "POST /organizations",
             method: Method::POST,
             url: self.url(&["organizations"]),
             body: Self::json(&body),
@@ -380,7 +433,13 @@ impl Client {
     ) -> Result<(Organization, bool), Error> {
         let fetch = async {
             let answer = self
-                .send(call, self.get(self.url(&["organizations", id.as_str()])))
+                .send(
+                    call,
+                    self.get(
+                        "GET /organizations/{id}",
+                        self.url(&["organizations", id.as_str()]),
+                    ),
+                )
                 .await?;
             Self::decode::<wire::OrganizationWire>(&answer)?.into_domain()
         };
@@ -389,6 +448,7 @@ impl Client {
             .cache
             .get_or_fetch(Key::Id(id.as_str().to_owned()), fetch)
             .await;
+        self.inner.metrics.cache(cached);
         result.map(|org| (org, cached))
     }
 
@@ -400,7 +460,12 @@ impl Client {
     ) -> Result<(Organization, bool), Error> {
         let fetch = async {
             let url = self.url(&["organizations", "external_id", external_id.as_str()]);
-            let answer = self.send(call, self.get(url)).await?;
+            let answer = self
+                .send(
+                    call,
+                    self.get("GET /organizations/external_id/{external_id}", url),
+                )
+                .await?;
             Self::decode::<wire::OrganizationWire>(&answer)?.into_domain()
         };
         let (result, cached) = self
@@ -408,6 +473,7 @@ impl Client {
             .cache
             .get_or_fetch(Key::External(external_id.as_str().to_owned()), fetch)
             .await;
+        self.inner.metrics.cache(cached);
         result.map(|org| (org, cached))
     }
 
@@ -442,7 +508,7 @@ impl Client {
                 pairs.append_pair("domains", &query.domains.join(","));
             }
         }
-        let answer = self.send(call, self.get(url)).await?;
+        let answer = self.send(call, self.get("GET /organizations", url)).await?;
         Self::decode::<wire::ListWire>(&answer)?.into_domain()
     }
 
@@ -483,6 +549,7 @@ impl Client {
         let key = uuid::Uuid::new_v4().to_string();
         let out = Outgoing {
             family: Family::Organizations,
+            route: "PUT /organizations/{id}",
             method: Method::PUT,
             url: self.url(&["organizations", id.as_str()]),
             body: Self::json(&body),
@@ -503,6 +570,7 @@ impl Client {
     pub async fn delete_organization(&self, call: &Call, id: &OrganizationId) -> Result<(), Error> {
         let out = Outgoing {
             family: Family::Organizations,
+            route: "DELETE /organizations/{id}",
             method: Method::DELETE,
             url: self.url(&["organizations", id.as_str()]),
             body: None,
@@ -543,6 +611,7 @@ impl Client {
         let key = uuid::Uuid::new_v4().to_string();
         let out = Outgoing {
             family: Family::Portal,
+            route: "POST /portal/generate_link",
             method: Method::POST,
             url: self.url(&["portal", "generate_link"]),
             body: Self::json(&body),
@@ -567,6 +636,7 @@ impl Client {
         let key = uuid::Uuid::new_v4().to_string();
         let out = Outgoing {
             family: Family::Portal,
+            route: "POST /portal/revoke_link",
             method: Method::POST,
             url: self.url(&["portal", "revoke_link"]),
             body: Self::json(&body),

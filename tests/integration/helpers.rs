@@ -240,6 +240,28 @@ pub(crate) async fn spawn_app_with(
     config_toml: &str,
     api_key: &str,
 ) -> TestApp {
+    spawn_app_inner(emulator, config_toml, api_key, None).await
+}
+
+/// Like [`spawn_app_with`], also serving `/metrics` and `/healthz`; returns their address.
+pub(crate) async fn spawn_app_with_admin(
+    emulator: TestEmulator,
+    config_toml: &str,
+) -> (TestApp, std::net::SocketAddr) {
+    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+    let addr = admin.local_addr().expect("admin addr");
+    (
+        spawn_app_inner(emulator, config_toml, API_KEY, Some(admin)).await,
+        addr,
+    )
+}
+
+async fn spawn_app_inner(
+    emulator: TestEmulator,
+    config_toml: &str,
+    api_key: &str,
+    admin: Option<TcpListener>,
+) -> TestApp {
     let audit_path = temp_path("audit.log");
     let config_toml = format!(
         "{config_toml}\n[audit]\nfile = {:?}\n",
@@ -252,9 +274,15 @@ pub(crate) async fn spawn_app_with(
         .expect("bind gateway");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(portal_gateway::run(listener, config, async {
+    let stopped = async {
         let _ = stopped.await;
-    }));
+    };
+    let server = match admin {
+        None => tokio::spawn(portal_gateway::run(listener, config, stopped)),
+        Some(admin) => tokio::spawn(portal_gateway::run_with_admin(
+            listener, admin, config, stopped,
+        )),
+    };
     // The listener is already bound, so connecting cannot race the server's start.
     let channel = Channel::from_shared(format!("http://{addr}"))
         .expect("uri")

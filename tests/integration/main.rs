@@ -4,6 +4,7 @@
 mod emulator;
 mod gateway;
 mod helpers;
+mod observability;
 mod resilience;
 mod security;
 mod tools;

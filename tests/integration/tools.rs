@@ -291,6 +291,30 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
                 .to_owned(),
         );
     }
+    // One call with the caller's request id and trace context, to find its log line.
+    let mut traced = tonic::Request::new(proto::ListIntentsRequest {});
+    traced
+        .metadata_mut()
+        .insert("x-request-id", "req-canary-log-1".parse().expect("ascii"));
+    traced.metadata_mut().insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .expect("ascii"),
+    );
+    let answer = good
+        .portal
+        .clone()
+        .list_intents(traced)
+        .await
+        .expect("intents");
+    assert_eq!(
+        answer
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("req-canary-log-1")
+    );
     let unknown = proto::GetOrganizationRequest {
         organization: Some(proto::get_organization_request::Organization::Id(
             "org_01EHWNCE74X7JSDV0X3SZ3KJNY".into(),
@@ -372,6 +396,34 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
         stdout.contains("\"rpc\":\"GenerateLink\""),
         "the audit trail was captured"
     );
+    // One JSON log line per RPC, with the fields operators filter on.
+    let rpc_lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["target"] == "portal_gateway::rpc")
+        .collect();
+    assert_eq!(
+        rpc_lines.len(),
+        1 + 3 + 1 + 1 + 1 + 4 + 1,
+        "one line per RPC"
+    );
+    let traced_line = rpc_lines
+        .iter()
+        .find(|l| l["fields"]["request_id"] == "req-canary-log-1")
+        .expect("the traced call's line");
+    assert_eq!(traced_line["fields"]["method"], "ListIntents");
+    assert_eq!(traced_line["fields"]["caller"], "canary");
+    assert_eq!(traced_line["fields"]["code"], "OK");
+    assert!(
+        traced_line["fields"]["latency_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms >= 0.0)
+    );
+    let denied = rpc_lines
+        .iter()
+        .find(|l| l["fields"]["code"] == "UNAUTHENTICATED")
+        .expect("the wrong token's line");
+    assert_eq!(denied["fields"]["reason"], "INVALID_TOKEN");
     let statuses_text: String = statuses
         .iter()
         .map(|s| format!("{s:?}\n{}\n", s.message()))

@@ -1,0 +1,436 @@
+//! What operators see: Prometheus metrics, one log line per RPC, and the ids that tie a call to
+//! WorkOS's records (`x-request-id`, WorkOS's `X-Request-ID`, W3C `traceparent`).
+//!
+//! Metrics are served on a separate admin HTTP port with `/metrics` and `/healthz`. Caller labels
+//! are a bounded set: identities the policy names; anything else is `unknown` or
+//! `unauthenticated`, so a flood of made-up identities cannot explode the series count.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tokio::net::TcpListener;
+
+/// Latency buckets in seconds, from 0.5 ms to 30 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// Labels of an RPC count.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: &'static str,
+    caller: String,
+    code: &'static str,
+}
+
+/// Labels of an RPC latency.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcTimingLabels {
+    method: &'static str,
+    caller: String,
+}
+
+/// Labels of an upstream attempt.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    route: &'static str,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FamilyLabels {
+    family: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabels {
+    scope: &'static str,
+}
+
+/// Every metric the gateway exports. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rpc_requests: Family<RpcLabels, Counter>,
+    rpc_duration: Family<RpcTimingLabels, Histogram>,
+    upstream_requests: Family<UpstreamLabels, Counter>,
+    upstream_duration: Family<RouteLabels, Histogram>,
+    upstream_retries: Family<RouteLabels, Counter>,
+    breaker_state: Family<FamilyLabels, Gauge>,
+    cache_lookups: Family<ResultLabels, Counter>,
+    quota_rejections: Family<ScopeLabels, Counter>,
+    in_flight: Gauge,
+    policy_reloads: Family<ResultLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `portal_gateway` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portal_gateway");
+        let rpc_requests = Family::<RpcLabels, Counter>::default();
+        let rpc_duration = Family::<RpcTimingLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let upstream_requests = Family::<UpstreamLabels, Counter>::default();
+        let upstream_duration = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let upstream_retries = Family::<RouteLabels, Counter>::default();
+        let breaker_state = Family::<FamilyLabels, Gauge>::default();
+        let cache_lookups = Family::<ResultLabels, Counter>::default();
+        let quota_rejections = Family::<ScopeLabels, Counter>::default();
+        let in_flight = Gauge::default();
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "rpc_requests",
+            "gRPC calls by method, caller and code",
+            rpc_requests.clone(),
+        );
+        registry.register(
+            "rpc_duration_seconds",
+            "gRPC call latency by method and caller",
+            rpc_duration.clone(),
+        );
+        registry.register(
+            "upstream_requests",
+            "WorkOS attempts by route and HTTP status (or transport failure)",
+            upstream_requests.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "WorkOS attempt latency by route",
+            upstream_duration.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "WorkOS retries by route",
+            upstream_retries.clone(),
+        );
+        registry.register(
+            "breaker_state",
+            "Circuit state by route family: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "cache_lookups",
+            "Organization cache lookups by result",
+            cache_lookups.clone(),
+        );
+        registry.register(
+            "quota_rejections",
+            "Calls refused by the WorkOS quota, by scope",
+            quota_rejections.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "gRPC calls in progress",
+            in_flight.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by result",
+            policy_reloads.clone(),
+        );
+        Self {
+            registry,
+            rpc_requests,
+            rpc_duration,
+            upstream_requests,
+            upstream_duration,
+            upstream_retries,
+            breaker_state,
+            cache_lookups,
+            quota_rejections,
+            in_flight,
+            policy_reloads,
+        }
+    }
+
+    /// The metrics in the Prometheus (OpenMetrics) text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            tracing::error!("cannot encode metrics");
+        }
+        text
+    }
+
+    /// Counts a finished RPC. `caller` must already be a bounded label.
+    pub fn rpc(&self, method: &'static str, caller: &str, code: &'static str, latency: Duration) {
+        self.rpc_requests
+            .get_or_create(&RpcLabels {
+                method,
+                caller: caller.to_owned(),
+                code,
+            })
+            .inc();
+        self.rpc_duration
+            .get_or_create(&RpcTimingLabels {
+                method,
+                caller: caller.to_owned(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts one WorkOS attempt.
+    pub fn upstream(&self, route: &'static str, status: &str, latency: Duration) {
+        self.upstream_requests
+            .get_or_create(&UpstreamLabels {
+                route,
+                status: status.to_owned(),
+            })
+            .inc();
+        self.upstream_duration
+            .get_or_create(&RouteLabels { route })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts a retry.
+    pub fn retry(&self, route: &'static str) {
+        self.upstream_retries
+            .get_or_create(&RouteLabels { route })
+            .inc();
+    }
+
+    /// Sets a breaker's state (0 closed, 1 open, 2 half-open).
+    pub fn breaker(&self, family: &'static str, state: i64) {
+        self.breaker_state
+            .get_or_create(&FamilyLabels { family })
+            .set(state);
+    }
+
+    /// Counts a cache lookup.
+    pub fn cache(&self, hit: bool) {
+        self.cache_lookups
+            .get_or_create(&ResultLabels {
+                result: if hit { "hit" } else { "miss" },
+            })
+            .inc();
+    }
+
+    /// Counts a quota refusal.
+    pub fn quota_rejection(&self, scope: &'static str) {
+        self.quota_rejections
+            .get_or_create(&ScopeLabels { scope })
+            .inc();
+    }
+
+    /// Counts a policy reload.
+    pub fn policy_reload(&self, ok: bool) {
+        self.policy_reloads
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// Marks a call in progress until the guard drops.
+    pub fn in_flight(self: &Arc<Self>) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.clone())
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<Metrics>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+/// The ids that follow one call upstream and back.
+#[derive(Debug, Default)]
+pub struct CallTrace {
+    /// `x-request-id`: the caller's, or generated.
+    pub request_id: String,
+    /// A valid W3C `traceparent` from the caller, passed upstream unchanged.
+    pub traceparent: Option<String>,
+    /// WorkOS's `X-Request-ID` of the last answer, returned to the caller.
+    workos_request_id: Mutex<Option<String>>,
+}
+
+impl CallTrace {
+    /// A trace for one call.
+    pub fn new(request_id: String, traceparent: Option<String>) -> Self {
+        Self {
+            request_id,
+            traceparent: traceparent.filter(|t| valid_traceparent(t)),
+            workos_request_id: Mutex::new(None),
+        }
+    }
+
+    /// Notes WorkOS's request id.
+    pub fn set_workos_request_id(&self, id: &str) {
+        *self
+            .workos_request_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.to_owned());
+    }
+
+    /// WorkOS's request id of the last answer, if any.
+    pub fn workos_request_id(&self) -> Option<String> {
+        self.workos_request_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, ids not all zero.
+pub fn valid_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    matches!(parts.as_slice(), [version, trace, parent, flags]
+        if hex(version, 2) && *version != "ff" && hex(trace, 32) && hex(parent, 16) && hex(flags, 2)
+            && trace.bytes().any(|b| b != b'0') && parent.bytes().any(|b| b != b'0'))
+}
+
+/// What `/healthz` reports.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    draining: Arc<AtomicBool>,
+    key_rejected: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    /// Marks the gateway as draining (it stays so).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the gateway is draining.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Records whether WorkOS rejects the gateway's key.
+    pub fn set_key_rejected(&self, rejected: bool) {
+        self.key_rejected.store(rejected, Ordering::SeqCst);
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+}
+
+/// Serves `/metrics` and `/healthz` on the admin port until `shutdown` completes.
+pub async fn serve_admin(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(healthz))
+        .with_state(AdminState { metrics, readiness });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+/// 200 while serving; 503 while draining or while WorkOS rejects the key.
+async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
+    if state.readiness.draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if state.readiness.key_rejected.load(Ordering::SeqCst) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "WorkOS rejects the gateway's API key\n",
+        )
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparents_are_checked() {
+        assert!(valid_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nx: y",
+        ] {
+            assert!(!valid_traceparent(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn metrics_encode_as_openmetrics_text() {
+        let metrics = Metrics::new();
+        metrics.rpc("GenerateLink", "billing", "OK", Duration::from_millis(3));
+        metrics.upstream(
+            "POST /portal/generate_link",
+            "201",
+            Duration::from_millis(2),
+        );
+        let text = metrics.encode();
+        assert!(text.contains(r#"portal_gateway_rpc_requests_total{method="GenerateLink",caller="billing",code="OK"} 1"#), "{text}");
+        assert!(
+            text.contains("portal_gateway_upstream_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
