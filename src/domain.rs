@@ -27,6 +27,15 @@ pub const LINK_LIFETIME: std::time::Duration = std::time::Duration::from_secs(5 
 
 // === Identifiers ===
 
+/// A random UUID (v4) for request ids and idempotency keys, from the thread's CSPRNG rather than
+/// a system call per id.
+pub fn random_uuid() -> String {
+    use rand::Rng as _;
+    uuid::Builder::from_random_bytes(rand::rng().random())
+        .into_uuid()
+        .to_string()
+}
+
 /// A WorkOS organization id: `org_` followed by a 26-character ULID.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OrganizationId(String);

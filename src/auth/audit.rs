@@ -29,7 +29,8 @@ pub enum AuditTarget {
 }
 
 /// Writes audit records. Each record is one `write` of one line, under a lock, so concurrent
-/// records never interleave.
+/// records never interleave, and it is written before the call's answer is sent: a crash can
+/// lose an answer, never the record of a link that was minted.
 #[derive(Debug)]
 pub struct Auditor {
     sink: Mutex<Sink>,

@@ -135,7 +135,7 @@ impl RequestContext {
                     && id.len() <= REQUEST_ID_MAX
                     && id.chars().all(|c| c.is_ascii_graphic())
             })
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            .unwrap_or_else(crate::domain::random_uuid);
         Self {
             bearer,
             authorization_malformed,

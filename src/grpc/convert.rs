@@ -160,7 +160,7 @@ fn optional_external_id(invalid: &mut Invalid, field: &str, value: &str) -> Opti
 
 fn idempotency_key(invalid: &mut Invalid, request_id: &str) -> String {
     if request_id.is_empty() {
-        return uuid::Uuid::new_v4().to_string();
+        return crate::domain::random_uuid();
     }
     if request_id.len() > domain::REQUEST_ID_MAX
         || !request_id.chars().all(|c| c.is_ascii_graphic())
@@ -214,7 +214,7 @@ pub(crate) fn ensure_organization(
         domains,
         metadata: metadata.unwrap_or_default(),
         external_id,
-        idempotency_key: uuid::Uuid::new_v4().to_string(),
+        idempotency_key: crate::domain::random_uuid(),
     })
 }
 
