@@ -62,7 +62,6 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_logs = matches!(cli.command, Command::Serve { .. });
-    init_logging(json_logs);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -71,6 +70,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let _telemetry = init_logging(json_logs);
         match cli.command {
             Command::Dev {
                 listen,
@@ -87,17 +87,31 @@ fn main() -> ExitCode {
     })
 }
 
-fn init_logging(json: bool) {
+/// Installs logging (and, with the `otlp` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, OTLP
+/// trace export). Runs inside the runtime; the returned guard flushes the exporter on drop.
+fn init_logging(json: bool) -> Option<Box<dyn std::any::Any>> {
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json().boxed()
     } else {
-        builder.compact().init();
+        fmt.compact().boxed()
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "otlp")]
+    if let Ok(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        match portal_gateway::telemetry::otlp::layer(&endpoint) {
+            Ok((layer, guard)) => {
+                registry.with(layer).init();
+                return Some(Box::new(guard));
+            }
+            Err(problem) => eprintln!("portal-gateway: {problem}; exporting no traces"),
+        }
     }
+    registry.init();
+    None
 }
 
 /// Prints a line for people and scripts (addresses, ready markers) on stdout.

@@ -240,6 +240,14 @@ macro_rules! rpc {
                     &mut entry,
                     $request.into_inner(),
                 );
+                #[cfg(feature = "otlp")]
+                let work = tracing::Instrument::instrument(
+                    work,
+                    crate::telemetry::otlp::rpc_span(
+                        $rpc.name(),
+                        context.trace.traceparent.as_deref(),
+                    ),
+                );
                 match tokio::time::timeout_at(deadline, work).await {
                     Ok(result) => result,
                     Err(_) => Err(Error::DeadlineExceeded),

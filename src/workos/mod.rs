@@ -319,8 +319,8 @@ impl Client {
         }
         // Ids that let WorkOS support and the caller's traces find this request.
         request = request.header("x-request-id", call.trace.request_id.as_str());
-        if let Some(traceparent) = &call.trace.traceparent {
-            request = request.header("traceparent", traceparent.as_str());
+        if let Some(traceparent) = crate::telemetry::upstream_traceparent(&call.trace) {
+            request = request.header("traceparent", traceparent);
         }
         let response = request.send().await.map_err(Error::from_reqwest)?;
         let status = response.status();
