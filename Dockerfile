@@ -8,6 +8,7 @@ RUN cargo build --release --locked --bin portal-gateway
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/portal-gateway /usr/local/bin/portal-gateway
 USER nonroot:nonroot
-EXPOSE 50051
+# gRPC; and /metrics, /healthz when the config sets [admin] listen = "0.0.0.0:9090".
+EXPOSE 50051 9090
 ENTRYPOINT ["/usr/local/bin/portal-gateway", "serve"]
 CMD ["--config", "/etc/portal-gateway/config.toml", "--listen", "0.0.0.0:50051"]
