@@ -795,3 +795,50 @@ where
     }
     panic!("condition not met within 5 s");
 }
+
+#[tokio::test]
+async fn a_callers_own_quota_from_the_policy_is_enforced() {
+    let emulator = TestEmulator::start().await;
+    let tokens = format!(
+        "tokens = [{{ identity = \"admin\", sha256 = \"{}\" }}, {{ identity = \"metered\", sha256 = \"{}\" }}]",
+        crate::helpers::digest(crate::helpers::ADMIN_TOKEN),
+        crate::helpers::digest("metered-token")
+    );
+    let rule = "[[policy.callers]]\nname = \"metered\"\nidentities = [\"metered\"]\norganizations = [\"*\"]\nrequests_per_minute = 60\n";
+    let config = base_config(&emulator.url).replace(
+        &format!(
+            "tokens = [{{ identity = \"admin\", sha256 = \"{}\" }}]",
+            crate::helpers::digest(crate::helpers::ADMIN_TOKEN)
+        ),
+        &tokens,
+    ) + rule
+        + NO_CACHE;
+    let app = spawn_app_with(emulator, &config, API_KEY).await;
+    let id = org(&app, "acme").await;
+    let mut metered = app.as_token("metered-token").orgs;
+    let mut granted = 0;
+    let refused = loop {
+        match metered.get_organization(get(&id, None)).await {
+            Ok(_) => granted += 1,
+            Err(status) => break status,
+        }
+        assert!(granted <= 10, "the caller's quota was never applied");
+    };
+    assert_eq!(granted, 6, "60 a minute allows a burst of 6");
+    assert_eq!(
+        (refused.code(), reason(&refused)),
+        (Code::ResourceExhausted, "CALLER_QUOTA_EXHAUSTED".to_owned())
+    );
+    let subject = details(&refused)
+        .quota_failure()
+        .expect("QuotaFailure")
+        .violations[0]
+        .subject
+        .clone();
+    assert_eq!(subject, "caller:metered");
+    app.orgs
+        .clone()
+        .get_organization(get(&id, None))
+        .await
+        .expect("other callers are unaffected");
+}
