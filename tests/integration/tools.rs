@@ -445,3 +445,81 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
         let _ = std::fs::remove_file(path);
     }
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_policy_file() {
+    use portal_gateway::proto;
+    use tokio::io::AsyncBufReadExt;
+
+    let emulator = crate::helpers::TestEmulator::start().await;
+    let policy_path = crate::helpers::temp_path("sighup-policy.toml");
+    // Polling once an hour: only SIGHUP can explain a reload within this test.
+    let before = "reload_interval = \"1h\"\n[[callers]]\nname = \"other\"\nidentities = [\"other\"]\norganizations = [\"*\"]\n";
+    std::fs::write(&policy_path, before).expect("policy");
+    let config_path = crate::helpers::temp_path("sighup.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "policy_file = {:?}\n[workos]\nbase_url = {:?}\n[server]\ndrain_delay = \"0s\"\n[auth]\ntokens = [{{ identity = \"late\", sha256 = \"{}\" }}]\n",
+            policy_path.display().to_string(),
+            emulator.url,
+            crate::helpers::digest("late-token")
+        ),
+    )
+    .expect("config");
+    let mut gateway = tokio::process::Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config_path)
+        .env("WORKOS_API_KEY", crate::helpers::API_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start gateway");
+    let mut lines = tokio::io::BufReader::new(gateway.stdout.take().expect("stdout")).lines();
+    let address = wait_for_line(&mut lines, "portal-gateway listening on ").await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let clients = crate::helpers::Clients::new(
+        channel,
+        crate::helpers::Credentials {
+            token: Some("late-token".into()),
+            ..Default::default()
+        },
+    );
+    let mut portal = clients.portal;
+    let status = portal
+        .list_intents(proto::ListIntentsRequest {})
+        .await
+        .expect_err("not in the policy yet");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    std::fs::write(&policy_path, format!("{before}[[callers]]\nname = \"late\"\nidentities = [\"late\"]\nrpcs = [\"ListIntents\"]\norganizations = [\"*\"]\n")).expect("policy");
+    let pid = gateway.id().expect("pid").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let mut allowed = false;
+    for _ in 0..250 {
+        if portal
+            .list_intents(proto::ListIntentsRequest {})
+            .await
+            .is_ok()
+        {
+            allowed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(allowed, "SIGHUP reloaded the policy");
+    let _ = gateway.kill().await;
+    for path in [policy_path, config_path] {
+        let _ = std::fs::remove_file(path);
+    }
+}
