@@ -234,8 +234,8 @@ impl Client {
                     quota::QuotaScope::Caller(_) => "caller",
                     quota::QuotaScope::FairShare(_) => "fair_share",
                 });
-                // The breaker admitted a probe that never went: let the next call probe instead.
-                breaker.record(true);
+                // The call never reached WorkOS: release a probe, learn nothing about health.
+                breaker.abandon();
                 return Err(Error::Quota(refused));
             }
             let started = Instant::now();

@@ -191,6 +191,16 @@ impl Breaker {
         }
     }
 
+    /// Gives back an admission whose call never reached WorkOS (refused locally, by the quota):
+    /// a half-open probe is released for the next call, and nothing is learned about health.
+    pub fn abandon(&self) {
+        let mut inner = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.probing = false;
+    }
+
     /// Records the outcome of an admitted call.
     pub fn record(&self, healthy: bool) {
         let mut inner = self
@@ -257,6 +267,24 @@ mod tests {
         assert!(breaker.admit().is_ok());
         breaker.record(true);
         assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_probe_neither_closes_the_circuit_nor_blocks_the_next_probe() {
+        let breaker = Breaker::new(BreakerSettings {
+            failure_threshold: 1,
+            open_for: Duration::from_secs(5),
+        });
+        breaker.record(false);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(breaker.admit().is_ok(), "the probe");
+        breaker.abandon();
+        assert_ne!(
+            breaker.state(),
+            BreakerState::Closed,
+            "nothing was learned about WorkOS"
+        );
+        assert!(breaker.admit().is_ok(), "the next call may probe");
     }
 
     #[tokio::test(start_paused = true)]
