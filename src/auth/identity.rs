@@ -82,9 +82,8 @@ pub struct RequestContext {
     /// The TCP peer.
     pub peer: Option<SocketAddr>,
     peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
-    /// `x-request-id` from the caller, or a new one.
-    pub request_id: String,
-    /// The ids that follow this call upstream and back.
+    /// The request id (`x-request-id` from the caller, or a new one) and the trace context that
+    /// follow this call upstream and back.
     pub trace: std::sync::Arc<crate::telemetry::CallTrace>,
 }
 
@@ -145,10 +144,9 @@ impl RequestContext {
             peer: request.remote_addr(),
             peer_certs: request.peer_certs(),
             trace: std::sync::Arc::new(crate::telemetry::CallTrace::new(
-                request_id.clone(),
+                request_id,
                 text("traceparent"),
             )),
-            request_id,
         }
     }
 

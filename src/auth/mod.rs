@@ -161,7 +161,7 @@ impl Gatekeeper {
             code = code_name,
             reason = reason.as_deref().unwrap_or(""),
             latency_ms = latency.as_secs_f64() * 1000.0,
-            request_id = %context.request_id,
+            request_id = %context.trace.request_id,
             workos_request_id = workos_request_id.as_deref().unwrap_or(""),
             "rpc"
         );

@@ -464,15 +464,18 @@ pub(crate) fn link_request(
     };
     let organization = organization_ref(&mut invalid, id, ext, "organization_id", "external_id");
     let intent = invalid.check("intent", intent_from_proto(req.intent));
-    let mut url = |field: &str, value: &str| {
-        if value.is_empty() {
-            None
-        } else {
-            invalid.check(field, RedirectUrl::parse(value, allow_http_loopback))
-        }
-    };
-    let return_url = url("return_url", &req.return_url);
-    let success_url = url("success_url", &req.success_url);
+    let return_url = optional_url(
+        &mut invalid,
+        "return_url",
+        &req.return_url,
+        allow_http_loopback,
+    );
+    let success_url = optional_url(
+        &mut invalid,
+        "success_url",
+        &req.success_url,
+        allow_http_loopback,
+    );
     let external_user_id = external_user_id(&mut invalid, &req.external_user_id, false);
     if req.it_contact_emails.len() > domain::IT_CONTACTS_MAX {
         invalid.add(
@@ -595,13 +598,13 @@ pub(crate) fn check_access(
     } else {
         invalid.check("intent", intent_from_proto(req.intent))
     };
-    let return_url = super::optional_url(
+    let return_url = optional_url(
         &mut invalid,
         "return_url",
         &req.return_url,
         allow_http_loopback,
     );
-    let success_url = super::optional_url(
+    let success_url = optional_url(
         &mut invalid,
         "success_url",
         &req.success_url,
@@ -617,4 +620,18 @@ pub(crate) fn check_access(
         acting_user: (!req.acting_user.is_empty()).then_some(req.acting_user),
         identity: (!req.identity.is_empty()).then_some(req.identity),
     })
+}
+
+/// Reads an optional return or success URL; empty means unset.
+fn optional_url(
+    invalid: &mut Invalid,
+    field: &str,
+    value: &str,
+    allow_http_loopback: bool,
+) -> Option<RedirectUrl> {
+    if value.is_empty() {
+        None
+    } else {
+        invalid.check(field, RedirectUrl::parse(value, allow_http_loopback))
+    }
 }

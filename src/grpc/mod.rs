@@ -18,7 +18,7 @@ use crate::{
         policy::{AccessRequest, Decision, Denial, OrganizationFacts, Rpc},
     },
     domain::{Organization, OrganizationId, OrganizationRef, RedirectUrl},
-    error::{Error, Invalid},
+    error::Error,
     gateway::Gateway,
     proto, workos,
 };
@@ -85,7 +85,7 @@ impl Core {
 
     fn begin<T>(rpc: Rpc, request: &Request<T>) -> (RequestContext, AuditEntry) {
         let context = RequestContext::from_request(request);
-        let entry = AuditEntry::new(rpc, &context.request_id, context.peer);
+        let entry = AuditEntry::new(rpc, &context.trace.request_id, context.peer);
         (context, entry)
     }
 
@@ -269,7 +269,7 @@ macro_rules! rpc {
 
 /// Returns the call's request id and WorkOS's, so a caller can quote both to support.
 fn with_request_ids(metadata: &mut tonic::metadata::MetadataMap, context: &RequestContext) {
-    if let Ok(value) = context.request_id.parse() {
+    if let Ok(value) = context.trace.request_id.parse() {
         metadata.insert("x-request-id", value);
     }
     if let Some(value) = context
@@ -711,7 +711,7 @@ async fn check_access(
         ..AccessRequest::new(check.rpc)
     };
     // A dry run: the same decision the real call would get, reported instead of enforced.
-    let mut scratch = AuditEntry::new(check.rpc, &context.request_id, None);
+    let mut scratch = AuditEntry::new(check.rpc, &context.trace.request_id, None);
     let outcome = match &check.organization {
         Some(organization) => core
             .authorize_organization(&call, &subject, base, organization, &mut scratch)
@@ -747,18 +747,4 @@ async fn check_access(
         reason,
         explanation,
     })
-}
-
-/// Reads an optional URL field for CheckAccess.
-pub(crate) fn optional_url(
-    invalid: &mut Invalid,
-    field: &str,
-    value: &str,
-    allow_http_loopback: bool,
-) -> Option<RedirectUrl> {
-    if value.is_empty() {
-        None
-    } else {
-        invalid.check(field, RedirectUrl::parse(value, allow_http_loopback))
-    }
 }

@@ -88,18 +88,6 @@ pub struct Call {
     pub trace: Arc<CallTrace>,
 }
 
-impl Call {
-    /// A call for `caller` that must finish within `budget`.
-    pub fn new(caller: &str, budget: Duration) -> Self {
-        Self {
-            deadline: Instant::now() + budget,
-            caller: Arc::from(caller),
-            caller_per_minute: None,
-            trace: Arc::new(CallTrace::new(uuid::Uuid::new_v4().to_string(), None)),
-        }
-    }
-}
-
 /// Route families, each with its own circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
