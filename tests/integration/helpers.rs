@@ -204,6 +204,21 @@ pub(crate) fn temp_path(name: &str) -> PathBuf {
 /// The configuration every test starts from, as a TOML string: an `admin` caller allowed
 /// everything, audit to `audit_path`.
 pub(crate) fn base_config(emulator_url: &str) -> String {
+    config_with_tokens(emulator_url, &[])
+}
+
+/// [`base_config`] whose static tokens also prove each `(identity, token)`; rules for those
+/// identities are the caller's to append.
+pub(crate) fn config_with_tokens(emulator_url: &str, extra_tokens: &[(&str, &str)]) -> String {
+    let tokens: Vec<String> = std::iter::once(("admin", ADMIN_TOKEN))
+        .chain(extra_tokens.iter().copied())
+        .map(|(identity, token)| {
+            format!(
+                "{{ identity = \"{identity}\", sha256 = \"{}\" }}",
+                digest(token)
+            )
+        })
+        .collect();
     format!(
         r#"
 listen = "127.0.0.1:0"
@@ -218,15 +233,30 @@ success_url = "https://app.example.com/settings/sso/done"
 shutdown_grace = "5s"
 drain_delay = "0s"
 [auth]
-tokens = [{{ identity = "admin", sha256 = "{admin}" }}]
+tokens = [{tokens}]
 [[policy.callers]]
 name = "admin"
 identities = ["admin"]
 organizations = ["*"]
 return_origins = ["*"]
 "#,
-        admin = digest(ADMIN_TOKEN)
+        tokens = tokens.join(", ")
     )
+}
+
+/// Polls `condition` every 10 ms for at most 5 s.
+pub(crate) async fn wait_until<F, Fut>(condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not met within 5 s");
 }
 
 pub(crate) async fn spawn_app() -> TestApp {

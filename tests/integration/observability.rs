@@ -9,7 +9,7 @@ use serde_json::json;
 use tonic::Request;
 
 use crate::helpers::{
-    ADMIN_TOKEN, Credentials, TestEmulator, base_config, digest, spawn_app_with_admin,
+    Credentials, TestEmulator, base_config, config_with_tokens, spawn_app_with_admin,
 };
 
 /// The value of one series in a Prometheus text exposition, if present.
@@ -23,19 +23,7 @@ fn series(text: &str, name_and_labels: &str) -> Option<f64> {
 #[tokio::test]
 async fn metrics_count_a_scripted_mix_of_calls() {
     let emulator = TestEmulator::start().await;
-    let tokens = format!(
-        "tokens = [{{ identity = \"admin\", sha256 = \"{}\" }}, {{ identity = \"stranger\", sha256 = \"{}\" }}]",
-        digest(ADMIN_TOKEN),
-        digest("stranger-token")
-    );
-    let config = base_config(&emulator.url)
-        .replace(
-            &format!(
-                "tokens = [{{ identity = \"admin\", sha256 = \"{}\" }}]",
-                digest(ADMIN_TOKEN)
-            ),
-            &tokens,
-        )
+    let config = config_with_tokens(&emulator.url, &[("stranger", "stranger-token")])
         .replace("drain_delay = \"0s\"", "drain_delay = \"2s\"");
     let (mut app, admin) = spawn_app_with_admin(emulator, &config).await;
     let http = reqwest::Client::new();

@@ -11,7 +11,8 @@ use tonic::{Code, Request};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
 use crate::helpers::{
-    API_KEY, TestApp, TestEmulator, base_config, details, reason, spawn_app_with,
+    API_KEY, TestApp, TestEmulator, base_config, config_with_tokens, details, reason,
+    spawn_app_with, wait_until,
 };
 
 /// An app whose config is the base one plus `extra` TOML.
@@ -502,7 +503,7 @@ async fn r10_health_answers_from_memory_while_workos_hangs_and_reflects_a_reject
                 .status()
         }
     };
-    wait_for(|| async {
+    wait_until(|| async {
         status_of("adminportal.v1.PortalService").await == ServingStatus::NotServing
     })
     .await;
@@ -521,7 +522,7 @@ async fn r10_health_answers_from_memory_while_workos_hangs_and_reflects_a_reject
         .get_organization(get(&id, None))
         .await
         .expect("the key works again");
-    wait_for(|| async {
+    wait_until(|| async {
         status_of("adminportal.v1.PortalService").await == ServingStatus::Serving
     })
     .await;
@@ -533,19 +534,7 @@ async fn r12_the_quota_holds_workos_to_its_rate_and_shares_it_fairly() {
     let extra = "[workos.cache]\nttl = \"0s\"\n[workos.quota]\nrequests_per_minute = 600\nburst = 5\ndeletes_per_minute = 50\n";
     let rule =
         "[[policy.callers]]\nname = \"other\"\nidentities = [\"other\"]\norganizations = [\"*\"]\n";
-    let tokens = format!(
-        "tokens = [{{ identity = \"admin\", sha256 = \"{}\" }}, {{ identity = \"other\", sha256 = \"{}\" }}]",
-        crate::helpers::digest(crate::helpers::ADMIN_TOKEN),
-        crate::helpers::digest("other-token")
-    );
-    let config = base_config(&emulator.url).replace(
-        &format!(
-            "tokens = [{{ identity = \"admin\", sha256 = \"{}\" }}]",
-            crate::helpers::digest(crate::helpers::ADMIN_TOKEN)
-        ),
-        &tokens,
-    ) + rule
-        + extra;
+    let config = config_with_tokens(&emulator.url, &[("other", "other-token")]) + rule + extra;
     let app = spawn_app_with(emulator, &config, API_KEY).await;
     // Each caller reads its own organization, so no lookup is shared between them.
     let seed = app.emulator.control(Method::POST, "/seed", Some(json!({"organizations": [{"id": "org_01EHWNCE74X7JSDV0X3SZ3KJNY", "name": "Noisy"}, {"id": "org_01EHWNCE74X7JSDV0X3SZ3KJNZ", "name": "Quiet"}]}))).await;
@@ -781,38 +770,12 @@ async fn the_gateways_own_changes_invalidate_the_cache() {
     );
 }
 
-/// Polls `condition` every 10 ms for at most 5 s.
-async fn wait_for<F, Fut>(condition: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..500 {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not met within 5 s");
-}
-
 #[tokio::test]
 async fn a_callers_own_quota_from_the_policy_is_enforced() {
     let emulator = TestEmulator::start().await;
-    let tokens = format!(
-        "tokens = [{{ identity = \"admin\", sha256 = \"{}\" }}, {{ identity = \"metered\", sha256 = \"{}\" }}]",
-        crate::helpers::digest(crate::helpers::ADMIN_TOKEN),
-        crate::helpers::digest("metered-token")
-    );
     let rule = "[[policy.callers]]\nname = \"metered\"\nidentities = [\"metered\"]\norganizations = [\"*\"]\nrequests_per_minute = 60\n";
-    let config = base_config(&emulator.url).replace(
-        &format!(
-            "tokens = [{{ identity = \"admin\", sha256 = \"{}\" }}]",
-            crate::helpers::digest(crate::helpers::ADMIN_TOKEN)
-        ),
-        &tokens,
-    ) + rule
-        + NO_CACHE;
+    let config =
+        config_with_tokens(&emulator.url, &[("metered", "metered-token")]) + rule + NO_CACHE;
     let app = spawn_app_with(emulator, &config, API_KEY).await;
     let id = org(&app, "acme").await;
     let mut metered = app.as_token("metered-token").orgs;

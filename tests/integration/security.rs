@@ -12,7 +12,7 @@ use tonic::{Code, Status};
 
 use crate::helpers::{
     ADMIN_TOKEN, API_KEY, Clients, Credentials, TestApp, TestEmulator, bad_fields, base_config,
-    digest, reason, spawn_app_with, temp_path,
+    config_with_tokens, reason, spawn_app_with, temp_path, wait_until,
 };
 
 /// The RPCs the policy can name, and a request for each that succeeds for an allowed caller.
@@ -144,32 +144,23 @@ fn token(identity: &str) -> String {
 /// A configuration with one `only-<Rpc>` caller per RPC, allowed that RPC alone, and a proven
 /// `stranger` that no rule names.
 fn matrix_config(emulator_url: &str) -> String {
-    let mut config = base_config(emulator_url);
-    let mut tokens = vec![format!(
-        "{{ identity = \"admin\", sha256 = \"{}\" }}",
-        digest(ADMIN_TOKEN)
-    )];
-    tokens.push(format!(
-        "{{ identity = \"stranger\", sha256 = \"{}\" }}",
-        digest(&token("stranger"))
-    ));
+    let mut identities = vec!["stranger".to_owned()];
+    identities.extend(RPCS.iter().map(|rpc| format!("only-{rpc}")));
+    let tokens: Vec<(String, String)> = identities
+        .iter()
+        .map(|identity| (identity.clone(), token(identity)))
+        .collect();
+    let tokens: Vec<(&str, &str)> = tokens
+        .iter()
+        .map(|(i, t)| (i.as_str(), t.as_str()))
+        .collect();
+    let mut config = config_with_tokens(emulator_url, &tokens);
     for rpc in RPCS {
-        let identity = format!("only-{rpc}");
-        tokens.push(format!(
-            "{{ identity = \"{identity}\", sha256 = \"{}\" }}",
-            digest(&token(&identity))
-        ));
         config.push_str(&format!(
-            "[[policy.callers]]\nname = \"{identity}\"\nidentities = [\"{identity}\"]\nrpcs = [\"{rpc}\"]\norganizations = [\"*\"]\nreturn_origins = [\"*\"]\n"
+            "[[policy.callers]]\nname = \"only-{rpc}\"\nidentities = [\"only-{rpc}\"]\nrpcs = [\"{rpc}\"]\norganizations = [\"*\"]\nreturn_origins = [\"*\"]\n"
         ));
     }
-    config.replace(
-        &format!(
-            "tokens = [{{ identity = \"admin\", sha256 = \"{}\" }}]",
-            digest(ADMIN_TOKEN)
-        ),
-        &format!("tokens = [{}]", tokens.join(", ")),
-    )
+    config
 }
 
 #[tokio::test]
@@ -295,23 +286,7 @@ async fn the_identity_matrix_equals_the_policy_for_every_rpc() {
 }
 
 fn restricted_config(emulator_url: &str, extra_tokens: &[(&str, &str)], rules: &str) -> String {
-    let mut tokens = vec![format!(
-        "{{ identity = \"admin\", sha256 = \"{}\" }}",
-        digest(ADMIN_TOKEN)
-    )];
-    for (identity, token) in extra_tokens {
-        tokens.push(format!(
-            "{{ identity = \"{identity}\", sha256 = \"{}\" }}",
-            digest(token)
-        ));
-    }
-    base_config(emulator_url).replace(
-        &format!(
-            "tokens = [{{ identity = \"admin\", sha256 = \"{}\" }}]",
-            digest(ADMIN_TOKEN)
-        ),
-        &format!("tokens = [{}]", tokens.join(", ")),
-    ) + rules
+    config_with_tokens(emulator_url, extra_tokens) + rules
 }
 
 const BILLING_RULE: &str = r#"
@@ -1195,19 +1170,4 @@ async fn policy_files_reload_on_change_and_bad_ones_are_refused() {
     }
     std::fs::write(&policy_path, admin_rule).expect("policy");
     wait_until(|| async { late().await.is_err() }).await;
-}
-
-/// Polls `condition` every 20 ms for at most 5 s.
-async fn wait_until<F, Fut>(condition: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..250 {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("condition not met within 5 s");
 }
