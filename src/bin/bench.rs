@@ -330,6 +330,23 @@ impl Rig {
         })
     }
 
+    /// One GenerateLink call for `organization` on the stream's connection.
+    fn generate_link(
+        &self,
+        stream: usize,
+        organization: proto::generate_link_request::Organization,
+    ) -> impl std::future::Future<Output = bool> + Send + use<> {
+        let mut client = proto::portal_service_client::PortalServiceClient::new(
+            self.channels[stream % self.channels.len()].clone(),
+        );
+        let request = self.authed(proto::GenerateLinkRequest {
+            organization: Some(organization),
+            intent: Intent::Sso as i32,
+            ..Default::default()
+        });
+        async move { client.generate_link(request).await.is_ok() }
+    }
+
     fn authed<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Ok(value) = MetadataValue::try_from(format!("Bearer {TOKEN}")) {
@@ -508,19 +525,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 options.seconds,
                 true,
                 move |s| {
-                    let mut client = proto::portal_service_client::PortalServiceClient::new(
-                        r.channels[s % r.channels.len()].clone(),
+                    let organization = proto::generate_link_request::Organization::OrganizationId(
+                        r.organization_id.clone(),
                     );
-                    let request = r.authed(proto::GenerateLinkRequest {
-                        organization: Some(
-                            proto::generate_link_request::Organization::OrganizationId(
-                                r.organization_id.clone(),
-                            ),
-                        ),
-                        intent: Intent::Sso as i32,
-                        ..Default::default()
-                    });
-                    async move { client.generate_link(request).await.is_ok() }
+                    r.generate_link(s, organization)
                 },
             )
             .await?,
@@ -533,17 +541,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 options.seconds,
                 true,
                 move |s| {
-                    let mut client = proto::portal_service_client::PortalServiceClient::new(
-                        r.channels[s % r.channels.len()].clone(),
-                    );
-                    let request = r.authed(proto::GenerateLinkRequest {
-                        organization: Some(proto::generate_link_request::Organization::ExternalId(
-                            "bench".into(),
-                        )),
-                        intent: Intent::Sso as i32,
-                        ..Default::default()
-                    });
-                    async move { client.generate_link(request).await.is_ok() }
+                    r.generate_link(
+                        s,
+                        proto::generate_link_request::Organization::ExternalId("bench".into()),
+                    )
                 },
             )
             .await?,
@@ -579,17 +580,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
             options.seconds,
             true,
             move |s| {
-                let mut client = proto::portal_service_client::PortalServiceClient::new(
-                    r.channels[s % r.channels.len()].clone(),
+                let organization = proto::generate_link_request::Organization::OrganizationId(
+                    r.organization_id.clone(),
                 );
-                let request = r.authed(proto::GenerateLinkRequest {
-                    organization: Some(proto::generate_link_request::Organization::OrganizationId(
-                        r.organization_id.clone(),
-                    )),
-                    intent: Intent::Sso as i32,
-                    ..Default::default()
-                });
-                async move { client.generate_link(request).await.is_ok() }
+                r.generate_link(s, organization)
             },
         )
         .await?;
