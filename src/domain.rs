@@ -36,6 +36,17 @@ pub fn random_uuid() -> String {
         .to_string()
 }
 
+/// Lower-case hexadecimal of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
 /// A WorkOS organization id: `org_` followed by a 26-character ULID.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OrganizationId(String);

@@ -39,10 +39,7 @@ async fn rpc_spans_join_the_callers_trace_and_are_exported() {
     });
 
     let token = "otlp-test-token";
-    let digest: String = portal_gateway::config::sha256(token)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest: String = portal_gateway::domain::hex(&portal_gateway::config::sha256(token));
     let config =
         std::env::temp_dir().join(format!("portal-gateway-otlp-{}.toml", std::process::id()));
     std::fs::write(

@@ -220,8 +220,7 @@ impl AuditEntry {
 /// `sha256:` and the first 16 hex digits of the SHA-256 of `link`.
 pub fn fingerprint(link: &str) -> String {
     let digest = Sha256::digest(link.as_bytes());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", crate::domain::hex(&digest[..8]))
 }
 
 /// The canonical upper-case name of a gRPC code.

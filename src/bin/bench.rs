@@ -395,10 +395,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let config_path =
         std::env::temp_dir().join(format!("portal-gateway-bench-{}.toml", std::process::id()));
     // Audit records go to stdout and logs to stderr, the defaults, as in a container.
-    let digest: String = portal_gateway::config::sha256(TOKEN)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest: String = portal_gateway::domain::hex(&portal_gateway::config::sha256(TOKEN));
     std::fs::write(
         &config_path,
         format!(

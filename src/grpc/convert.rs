@@ -290,7 +290,7 @@ fn filter_digest(order: ListOrder, domains: &[String]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(format!("{order:?}|{}", sorted.join(",")));
     let digest = hasher.finalize();
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    crate::domain::hex(&digest[..6])
 }
 
 fn page_token(cursor: &Cursor, order: ListOrder, domains: &[String]) -> String {

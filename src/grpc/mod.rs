@@ -161,8 +161,7 @@ fn into_result(decision: Decision) -> Result<(), Error> {
 /// so retries still deduplicate.
 fn scoped_idempotency_key(identity: &str, key: &str) -> String {
     let digest = Sha256::digest(format!("{identity}\n{key}").as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("pg-{hex}")
+    format!("pg-{}", crate::domain::hex(&digest))
 }
 
 fn acting_user(context: &RequestContext) -> Option<&str> {

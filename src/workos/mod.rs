@@ -534,7 +534,7 @@ impl Client {
         if let Some(stripe) = &changes.stripe_customer_id {
             body.insert("stripe_customer_id".into(), stripe.clone().into());
         }
-        let key = uuid::Uuid::new_v4().to_string();
+        let key = crate::domain::random_uuid();
         let out = Outgoing {
             family: Family::Organizations,
             route: "PUT /organizations/{id}",
@@ -596,7 +596,7 @@ impl Client {
                 .collect(),
         };
         let minted = SystemTime::now();
-        let key = uuid::Uuid::new_v4().to_string();
+        let key = crate::domain::random_uuid();
         let out = Outgoing {
             family: Family::Portal,
             route: "POST /portal/generate_link",
@@ -621,7 +621,7 @@ impl Client {
             organization: organization_id.as_str(),
             external_user_id,
         };
-        let key = uuid::Uuid::new_v4().to_string();
+        let key = crate::domain::random_uuid();
         let out = Outgoing {
             family: Family::Portal,
             route: "POST /portal/revoke_link",

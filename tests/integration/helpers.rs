@@ -185,10 +185,7 @@ pub(crate) const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
 /// SHA-256 of a token in hex, as the configuration stores it.
 pub(crate) fn digest(token: &str) -> String {
-    portal_gateway::config::sha256(token)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    portal_gateway::domain::hex(&portal_gateway::config::sha256(token))
 }
 
 /// A unique path in the temporary directory.
