@@ -9,6 +9,7 @@
 //! - [`error`] is the one error type and its one mapping to `tonic::Status`.
 //! - [`config`] loads and validates configuration; secrets stay wrapped.
 //! - [`auth`] proves callers, decides with the policy, and writes the audit trail.
+//! - [`lines`] writes audit and log lines in groups, each caller waiting only for its own.
 //! - [`telemetry`] holds the metrics, the admin HTTP port and the ids that follow a call.
 //! - [`emulator`] is an independent WorkOS emulator for development and tests.
 
@@ -19,6 +20,7 @@ pub mod emulator;
 pub mod error;
 pub mod gateway;
 pub mod grpc;
+pub mod lines;
 pub mod proto;
 pub mod server;
 pub mod telemetry;

@@ -96,7 +96,7 @@ fn init_logging(json: bool) -> Option<Box<dyn std::any::Any>> {
     // Colours only for a person at a terminal, never in files or log pipelines.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(portal_gateway::telemetry::LogWriter)
         .with_ansi(ansi);
     let fmt = if json {
         fmt.json().boxed()

@@ -404,6 +404,64 @@ pub fn upstream_traceparent(trace: &CallTrace) -> Option<String> {
     trace.traceparent.clone()
 }
 
+// === Logs ===
+
+/// The target of the one line logged per RPC.
+pub const RPC_LOG_TARGET: &str = "portal_gateway::rpc";
+
+/// Each RPC's log line, written in a group with those of the calls ending in the same round.
+static RPC_LINES: std::sync::LazyLock<crate::lines::LineSink> =
+    std::sync::LazyLock::new(|| crate::lines::LineSink::new(std::io::stderr()));
+
+/// Where logs go (for `tracing_subscriber::fmt`): standard error. The per-RPC lines wait in a
+/// group that the call writes, after its answer is decided and before it is sent (see
+/// [`write_rpc_lines`]); every other line is written at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+/// Adds one per-RPC log line to the pending group.
+#[derive(Debug)]
+pub struct RpcLine;
+
+impl std::io::Write for RpcLine {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let _ = RPC_LINES.append(line);
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = tracing_subscriber::fmt::writer::EitherWriter<std::io::Stderr, RpcLine>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        tracing_subscriber::fmt::writer::EitherWriter::A(std::io::stderr())
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        if meta.target() == RPC_LOG_TARGET {
+            tracing_subscriber::fmt::writer::EitherWriter::B(RpcLine)
+        } else {
+            self.make_writer()
+        }
+    }
+}
+
+/// Whether per-RPC log lines wait to be written.
+pub fn rpc_lines_pending() -> bool {
+    RPC_LINES.is_pending()
+}
+
+/// Writes the pending per-RPC log lines in one call.
+pub fn write_rpc_lines() {
+    if let Err(lost) = RPC_LINES.flush() {
+        tracing::error!(error = %lost.error, lines = lost.lines, "cannot write log lines");
+    }
+}
+
 /// OTLP trace export (the `otlp` feature): a span per RPC, joined to the caller's trace.
 #[cfg(feature = "otlp")]
 pub mod otlp {

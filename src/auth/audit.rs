@@ -7,9 +7,7 @@
 //! match a leaked link to its record.
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
-    sync::Mutex,
     time::SystemTime,
 };
 
@@ -17,6 +15,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{identity::Caller, policy::Rpc};
+use crate::lines::LineSink;
+pub use crate::lines::Ticket;
 
 /// Where audit records go.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -28,55 +28,42 @@ pub enum AuditTarget {
     File(PathBuf),
 }
 
-/// Writes audit records. Each record is one `write` of one line, under a lock, so concurrent
-/// records never interleave, and it is written before the call's answer is sent: a crash can
-/// lose an answer, never the record of a link that was minted.
+/// Writes audit records, one JSON line each. A record is written before the call's answer is
+/// sent, so a crash can lose an answer, never the record of a link that was minted. Records of
+/// calls ending together are written together (see [`LineSink`]), in the order they ended.
 #[derive(Debug)]
 pub struct Auditor {
-    sink: Mutex<Sink>,
-}
-
-#[derive(Debug)]
-enum Sink {
-    Stdout,
-    File(std::fs::File),
+    sink: LineSink,
 }
 
 impl Auditor {
     /// Opens the target (creating a file if needed, appending to it).
     pub fn open(target: &AuditTarget) -> std::io::Result<Self> {
         let sink = match target {
-            AuditTarget::Stdout => Sink::Stdout,
-            AuditTarget::File(path) => Sink::File(open_append(path)?),
+            AuditTarget::Stdout => LineSink::new(std::io::stdout()),
+            AuditTarget::File(path) => LineSink::new(open_append(path)?),
         };
-        Ok(Self {
-            sink: Mutex::new(sink),
-        })
+        Ok(Self { sink })
     }
 
-    /// Writes one record. A failed write is logged, never fatal to the call.
-    pub fn write(&self, record: &AuditRecord) {
+    /// Queues one record for the next group; [`Auditor::write_through`] writes it.
+    pub fn append(&self, record: &AuditRecord) -> Option<Ticket> {
         let mut line = match serde_json::to_vec(record) {
             Ok(line) => line,
             Err(error) => {
                 tracing::error!(error = %error, "cannot encode an audit record");
-                return;
+                return None;
             }
         };
         line.push(b'\n');
-        let mut sink = self
-            .sink
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let written = match &mut *sink {
-            Sink::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&line).and_then(|()| out.flush())
-            }
-            Sink::File(file) => file.write_all(&line),
-        };
-        if let Err(error) = written {
-            tracing::error!(error = %error, "cannot write an audit record");
+        Some(self.sink.append(&line))
+    }
+
+    /// Returns once the record of `ticket` is written. A failed write is logged, never fatal
+    /// to the call.
+    pub fn write_through(&self, ticket: Ticket) {
+        if let Err(lost) = self.sink.write_through(ticket) {
+            tracing::error!(error = %lost.error, records = lost.lines, "cannot write audit records");
         }
     }
 }

@@ -123,7 +123,7 @@ impl Gatekeeper {
 
     /// Converts the call's result to its gRPC answer, counts it, logs one line for it, and
     /// writes the audit record when one is due.
-    pub fn conclude<T>(
+    pub async fn conclude<T>(
         &self,
         entry: AuditEntry,
         context: &RequestContext,
@@ -155,7 +155,7 @@ impl Gatekeeper {
         self.metrics.rpc(method, caller, code_name, latency);
         let workos_request_id = context.trace.workos_request_id();
         tracing::info!(
-            target: "portal_gateway::rpc",
+            target: crate::telemetry::RPC_LOG_TARGET,
             method,
             caller = entry.caller_identity().unwrap_or(""),
             code = code_name,
@@ -165,9 +165,81 @@ impl Gatekeeper {
             workos_request_id = workos_request_id.as_deref().unwrap_or(""),
             "rpc"
         );
-        if let Some(record) = entry.finish(code, reason) {
-            self.auditor.write(&record);
+        let audit = entry
+            .finish(code, reason)
+            .and_then(|record| self.auditor.append(&record));
+        if audit.is_some() || crate::telemetry::rpc_lines_pending() {
+            // Let the other calls ending in this round add their lines, then write them all
+            // with one call per sink; the audit record is written before the answer is sent.
+            let group = GroupWrite {
+                auditor: &self.auditor,
+                audit,
+            };
+            crate::lines::requeue().await;
+            drop(group);
         }
         result
+    }
+}
+
+/// Writes a call's pending lines (its audit record, and the per-RPC log lines) when dropped:
+/// after the yield that lets other calls join the group, or when the call is cancelled while it
+/// waits there, so a cancelled call's record is written all the same.
+struct GroupWrite<'a> {
+    auditor: &'a Auditor,
+    audit: Option<audit::Ticket>,
+}
+
+impl Drop for GroupWrite<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.audit.take() {
+            self.auditor.write_through(ticket);
+        }
+        crate::telemetry::write_rpc_lines();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{future::Future as _, task::Context};
+
+    use super::*;
+    use crate::auth::{audit::AuditTarget, policy::Rpc};
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_cancelled_while_its_record_waits_for_its_group_still_has_it_written() {
+        let path = std::env::temp_dir().join(format!(
+            "portal-gateway-audit-cancelled-{}.jsonl",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let auditor = Auditor::open(&AuditTarget::File(path.clone())).expect("audit file");
+        let gate = Gatekeeper::new(
+            Authenticator::default(),
+            PolicyStore::default(),
+            auditor,
+            Arc::new(Metrics::default()),
+        );
+        let context = RequestContext::from_request(&tonic::Request::new(()));
+        let entry = AuditEntry::new(Rpc::GenerateLink, "cancelled-call", None);
+        let mut call = Box::pin(gate.conclude(entry, &context, Ok::<(), Error>(())));
+        // The first poll queues the record and yields so that other calls can join its group;
+        // the caller goes away right then.
+        let polled = call
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()));
+        assert!(polled.is_pending());
+        assert_eq!(std::fs::read_to_string(&path).expect("audit file"), "");
+        drop(call);
+        let written = std::fs::read_to_string(&path).expect("audit file");
+        let _ = std::fs::remove_file(&path);
+        let records: Vec<serde_json::Value> = written
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("JSON line"))
+            .collect();
+        assert_eq!(records.len(), 1, "{written}");
+        assert_eq!(records[0]["rpc"], "GenerateLink");
+        assert_eq!(records[0]["request_id"], "cancelled-call");
+        assert_eq!(records[0]["outcome"], "OK");
     }
 }

@@ -256,6 +256,7 @@ macro_rules! rpc {
         let mut answer = $core
             .gate
             .conclude(entry, &context, result)
+            .await
             .map(Response::new);
         let metadata = match &mut answer {
             Ok(response) => response.metadata_mut(),
