@@ -311,7 +311,7 @@ fn upstream_status(error: workos::Error, mut details: ErrorDetails) -> Status {
                 }
             }
         }
-        workos::Error::Timeout(_) => {
+        workos::Error::Timeout => {
             tracing::warn!(error = ?error, "WorkOS did not answer in time");
             (
                 Code::DeadlineExceeded,

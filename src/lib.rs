@@ -6,6 +6,7 @@
 //! - [`grpc`] adapts each RPC: proto in, [`domain`] types to the core, proto out.
 //! - [`gateway`] is the core: what each RPC does, in domain types.
 //! - [`workos`] is the WorkOS REST client; its wire types stay private.
+//! - [`http`] is the outbound HTTPS client under it.
 //! - [`error`] is the one error type and its one mapping to `tonic::Status`.
 //! - [`config`] loads and validates configuration; secrets stay wrapped.
 //! - [`auth`] proves callers, decides with the policy, and writes the audit trail.
@@ -20,6 +21,7 @@ pub mod emulator;
 pub mod error;
 pub mod gateway;
 pub mod grpc;
+pub mod http;
 pub mod lines;
 pub mod proto;
 pub mod server;

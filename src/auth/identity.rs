@@ -194,7 +194,7 @@ pub struct JwtVerifier {
     settings: JwtSettings,
     keys: RwLock<JwkSet>,
     last_refresh: Mutex<Option<tokio::time::Instant>>,
-    http: reqwest::Client,
+    http: crate::http::HttpClient,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -205,9 +205,7 @@ struct Claims {
 impl JwtVerifier {
     /// Loads the keys once; fails when they cannot be read.
     pub async fn new(settings: JwtSettings) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
+        let http = crate::http::HttpClient::new(JWKS_TIMEOUT)
             .map_err(|e| format!("cannot build the JWKS client: {e}"))?;
         let keys = fetch(&settings.jwks, &http).await?;
         Ok(Self {
@@ -290,20 +288,18 @@ impl JwtVerifier {
     }
 }
 
-async fn fetch(source: &JwksSource, http: &reqwest::Client) -> Result<JwkSet, String> {
+/// How long fetching a JWKS may take, connecting included.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn fetch(source: &JwksSource, http: &crate::http::HttpClient) -> Result<JwkSet, String> {
     let bytes = match source {
         JwksSource::File(path) => tokio::fs::read(path)
             .await
             .map_err(|e| format!("cannot read JWKS file {}: {e}", path.display()))?,
         JwksSource::Url(url) => http
-            .get(url.clone())
-            .send()
+            .get(url, JWKS_TIMEOUT)
             .await
-            .and_then(reqwest::Response::error_for_status)
             .map_err(|e| format!("cannot fetch JWKS: {e}"))?
-            .bytes()
-            .await
-            .map_err(|e| format!("cannot read JWKS: {e}"))?
             .to_vec(),
     };
     serde_json::from_slice(&bytes).map_err(|e| format!("JWKS is not valid: {e}"))

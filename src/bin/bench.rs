@@ -16,7 +16,12 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use portal_gateway::proto::{self, Intent};
+use bytes::Bytes;
+use http_body_util::Full;
+use portal_gateway::{
+    http::HttpClient,
+    proto::{self, Intent},
+};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -176,13 +181,13 @@ fn pid(child: &Child) -> anyhow::Result<u32> {
     child.id().context("child pid")
 }
 
-async fn emulator_requests(http: &reqwest::Client, emulator: &str) -> anyhow::Result<u64> {
-    let counts: serde_json::Value = http
-        .get(format!("{emulator}/_emulator/requests"))
-        .send()
-        .await?
-        .json()
-        .await?;
+async fn emulator_requests(http: &HttpClient, emulator: &str) -> anyhow::Result<u64> {
+    let url = url::Url::parse(&format!("{emulator}/_emulator/requests"))?;
+    let body = http
+        .get(&url, Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let counts: serde_json::Value = serde_json::from_slice(&body)?;
     Ok(counts["total"].as_u64().unwrap_or(0))
 }
 
@@ -274,7 +279,7 @@ struct Rig {
     gateway: Child,
     emulator_url: String,
     channels: Vec<Channel>,
-    http: reqwest::Client,
+    http: HttpClient,
     organization_id: String,
 }
 
@@ -426,9 +431,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 .await?,
         );
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(2048)
-        .build()?;
+    let http = HttpClient::new(Duration::from_secs(5))?;
     let mut orgs =
         proto::organization_service_client::OrganizationServiceClient::new(channels[0].clone());
     let mut ensure = tonic::Request::new(proto::EnsureOrganizationRequest {
@@ -502,13 +505,18 @@ async fn run(options: Options) -> anyhow::Result<()> {
                     async move {
                         let body =
                             serde_json::json!({"organization": r.organization_id, "intent": "sso"});
+                        let Ok(request) =
+                            http::Request::post(format!("{}/portal/generate_link", r.emulator_url))
+                                .header("authorization", format!("Bearer {KEY}"))
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(body.to_string())))
+                        else {
+                            return false;
+                        };
                         r.http
-                            .post(format!("{}/portal/generate_link", r.emulator_url))
-                            .bearer_auth(KEY)
-                            .json(&body)
-                            .send()
+                            .send(request, Duration::from_secs(10))
                             .await
-                            .is_ok_and(|a| a.status().as_u16() == 201)
+                            .is_ok_and(|a| a.status.as_u16() == 201)
                     }
                 },
             )

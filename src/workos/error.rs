@@ -4,6 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use super::quota::QuotaExceeded;
+use crate::http::HttpError;
 
 /// A failed WorkOS call. Cheap to clone, so one failed lookup can answer every caller that was
 /// waiting on it.
@@ -27,10 +28,10 @@ pub enum Error {
     },
     /// WorkOS did not answer within the request timeout.
     #[error("WorkOS did not answer in time")]
-    Timeout(#[source] Arc<reqwest::Error>),
+    Timeout,
     /// WorkOS could not be reached, or the connection broke.
     #[error("could not reach WorkOS")]
-    Transport(#[source] Arc<reqwest::Error>),
+    Transport(#[source] Arc<HttpError>),
     /// WorkOS answered 2xx with a body that is not what its API promises.
     #[error("WorkOS sent a response that could not be read (status {status})")]
     Decode {
@@ -88,18 +89,17 @@ impl Error {
         }
     }
 
-    pub(crate) fn from_reqwest(error: reqwest::Error) -> Self {
-        if error.is_timeout() {
-            Self::Timeout(Arc::new(error))
-        } else {
-            Self::Transport(Arc::new(error))
+    pub(crate) fn from_http(error: HttpError) -> Self {
+        match error {
+            HttpError::Timeout => Self::Timeout,
+            other => Self::Transport(Arc::new(other)),
         }
     }
 
     /// Whether the request certainly never reached WorkOS (so even a non-idempotent call may be
     /// sent again).
     pub(crate) fn never_sent(&self) -> bool {
-        matches!(self, Self::Transport(error) if error.is_connect())
+        matches!(self, Self::Transport(error) if error.never_sent())
     }
 
     /// Whether this failure says WorkOS is unhealthy (for the circuit breaker). Client errors,
@@ -107,7 +107,7 @@ impl Error {
     pub(crate) fn is_upstream_failure(&self) -> bool {
         match self {
             Self::Api { status, .. } => *status == 408 || *status >= 500,
-            Self::Timeout(_) | Self::Transport(_) => true,
+            Self::Timeout | Self::Transport(_) => true,
             _ => false,
         }
     }

@@ -20,7 +20,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use reqwest::{Method, StatusCode, header};
+use bytes::Bytes;
+use http::{Method, StatusCode, header};
+use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -32,10 +34,14 @@ use crate::domain::{
     ExternalId, Intent, LinkRequest, ListOrder, ListQuery, NewOrganization, Organization,
     OrganizationChanges, OrganizationId, OrganizationPage, RedirectUrl,
 };
+use crate::http::HttpClient;
 use crate::telemetry::{CallTrace, Metrics};
 use cache::{Key, OrganizationCache};
 use quota::{Quota, QuotaSettings};
 use resilience::{Breaker, BreakerSettings, RetryBudget, RetrySettings};
+
+/// `User-Agent` of every request.
+const USER_AGENT: &str = concat!("portal-gateway/", env!("CARGO_PKG_VERSION"), " (rust)");
 
 /// What the client needs to talk to WorkOS.
 #[derive(Debug, Clone)]
@@ -103,7 +109,7 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    http: reqwest::Client,
+    http: HttpClient,
     base_url: Url,
     authorization: header::HeaderValue,
     attempt_timeout: Duration,
@@ -132,7 +138,7 @@ struct Outgoing<'a> {
     route: &'static str,
     method: Method,
     url: Url,
-    body: Option<Vec<u8>>,
+    body: Option<Bytes>,
     idempotency_key: Option<&'a str>,
     delete: bool,
 }
@@ -140,16 +146,8 @@ struct Outgoing<'a> {
 impl Client {
     /// Builds the client. Fails only if the TLS stack cannot be initialised.
     pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!(
-                "portal-gateway/",
-                env!("CARGO_PKG_VERSION"),
-                " (rust)"
-            ))
-            .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(Error::from_reqwest)?;
+        let http = HttpClient::new(settings.request_timeout.min(Duration::from_secs(5)))
+            .map_err(Error::from_http)?;
         let mut authorization =
             header::HeaderValue::try_from(format!("Bearer {}", settings.api_key.expose_secret()))
                 .map_err(|_| Error::Malformed { field: "api_key" })?;
@@ -233,7 +231,7 @@ impl Client {
             let status = match &result {
                 Ok(answer) => answer.status.as_u16().to_string(),
                 Err(Error::Api { status, .. }) => status.to_string(),
-                Err(Error::Timeout(_)) => "timeout".to_owned(),
+                Err(Error::Timeout) => "timeout".to_owned(),
                 Err(_) => "transport_error".to_owned(),
             };
             metrics.upstream(out.route, &status, started.elapsed());
@@ -261,7 +259,7 @@ impl Client {
             };
             let retryable = match &error {
                 Error::Api { status, .. } => matches!(status, 408 | 429 | 500..=599) && retry_safe,
-                Error::Timeout(_) => retry_safe,
+                Error::Timeout => retry_safe,
                 Error::Transport(_) => retry_safe || error.never_sent(),
                 _ => false,
             };
@@ -290,17 +288,14 @@ impl Client {
         out: &Outgoing<'_>,
         timeout: Duration,
     ) -> Result<Answer, Error> {
-        let mut request = self
-            .inner
-            .http
-            .request(out.method.clone(), out.url.clone())
-            .timeout(timeout)
+        let mut request = http::Request::builder()
+            .method(out.method.clone())
+            .uri(out.url.as_str())
             .header(header::AUTHORIZATION, self.inner.authorization.clone())
-            .header(header::ACCEPT, "application/json");
-        if let Some(body) = &out.body {
-            request = request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
+            .header(header::ACCEPT, "application/json")
+            .header(header::USER_AGENT, USER_AGENT);
+        if out.body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
         }
         if let Some(key) = out.idempotency_key {
             request = request.header("idempotency-key", key);
@@ -310,9 +305,18 @@ impl Client {
         if let Some(traceparent) = crate::telemetry::upstream_traceparent(&call.trace) {
             request = request.header("traceparent", traceparent);
         }
-        let response = request.send().await.map_err(Error::from_reqwest)?;
-        let status = response.status();
-        let headers = response.headers().clone();
+        let request = request
+            .body(Full::new(out.body.clone().unwrap_or_default()))
+            .map_err(|error| Error::from_http(crate::http::HttpError::Request(error)))?;
+        let response = self
+            .inner
+            .http
+            .send(request, timeout)
+            .await
+            .map_err(Error::from_http)?;
+        let status = response.status;
+        let headers = response.headers;
+        let body = response.body;
         let request_id = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
@@ -320,7 +324,6 @@ impl Client {
         if let Some(id) = &request_id {
             call.trace.set_workos_request_id(id);
         }
-        let body = response.bytes().await.map_err(Error::from_reqwest)?;
         self.inner.key_rejected.send_if_modified(|rejected| {
             let now = status == StatusCode::UNAUTHORIZED;
             let changed = *rejected != now && (now || status.is_success());
@@ -369,9 +372,9 @@ impl Client {
         })
     }
 
-    fn json<T: serde::Serialize>(body: &T) -> Option<Vec<u8>> {
+    fn json<T: serde::Serialize>(body: &T) -> Option<Bytes> {
         // Serialising our own wire structs cannot fail: all keys are strings.
-        serde_json::to_vec(body).ok()
+        serde_json::to_vec(body).ok().map(Bytes::from)
     }
 
     fn get(&self, route: &'static str, url: Url) -> Outgoing<'static> {
