@@ -77,9 +77,28 @@ fn gateway_binary() -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe()?;
     let binary = me.with_file_name("portal-gateway");
     if let Ok(cargo) = std::env::var("CARGO") {
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--release", "--locked", "--bin", "portal-gateway"])
-            .status()?;
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "--release", "--locked", "--bin", "portal-gateway"]);
+        // `cargo run` gives this process the package's variables; a build script that watches
+        // one (ring's watches CARGO_MANIFEST_DIR and OUT_DIR) would otherwise see it change
+        // between this build and a plain `cargo build`, and rebuild ring and all above it.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || matches!(
+                    &*name,
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "OUT_DIR"
+                )
+            {
+                build.env_remove(&*name);
+            }
+        }
+        let status = build.status()?;
         if !status.success() {
             bail!("cargo could not build portal-gateway");
         }
