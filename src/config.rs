@@ -253,6 +253,7 @@ struct PolicyOnly {
 #[serde(deny_unknown_fields)]
 struct RawWorkos {
     base_url: Option<String>,
+    proxy: Option<String>,
     request_timeout: Option<String>,
     #[serde(default)]
     retry: RawRetry,
@@ -380,8 +381,10 @@ impl Problems {
 impl Config {
     /// Builds the configuration from a TOML document and an environment lookup.
     ///
-    /// Environment: `WORKOS_API_KEY` (required, `sk_...`) and `WORKOS_BASE_URL` (overrides the
-    /// file's `workos.base_url`).
+    /// Environment: `WORKOS_API_KEY` (required, `sk_...`), `WORKOS_BASE_URL` (overrides the
+    /// file's `workos.base_url`), and the usual proxy variables (`HTTPS_PROXY`, or `HTTP_PROXY`
+    /// for an `http://` base URL, either case, with `NO_PROXY`) unless the file sets
+    /// `workos.proxy`.
     pub fn load(
         toml_text: &str,
         env: impl Fn(&str) -> Option<String>,
@@ -392,8 +395,15 @@ impl Config {
                 e.to_string().trim().replace('\n', " ")
             )],
         })?;
-        let api_key = env("WORKOS_API_KEY").map(SecretString::from);
-        Self::from_raw(raw, api_key, env("WORKOS_BASE_URL"))
+        let from_env = |name: &str| env(name).or_else(|| env(&name.to_ascii_lowercase()));
+        let environment = Environment {
+            api_key: env("WORKOS_API_KEY").map(SecretString::from),
+            base_url: env("WORKOS_BASE_URL"),
+            https_proxy: from_env("HTTPS_PROXY"),
+            http_proxy: from_env("HTTP_PROXY"),
+            no_proxy: from_env("NO_PROXY"),
+        };
+        Self::from_raw(raw, environment)
     }
 
     /// Reads and loads a configuration file. An inline `[policy]` is reloaded from this file.
@@ -459,11 +469,8 @@ impl Config {
         }
     }
 
-    fn from_raw(
-        raw: RawConfig,
-        api_key: Option<SecretString>,
-        base_url_env: Option<String>,
-    ) -> Result<Self, ConfigError> {
+    fn from_raw(raw: RawConfig, environment: Environment) -> Result<Self, ConfigError> {
+        let api_key = environment.api_key.clone();
         let mut problems = Problems::default();
         let listen = problems.check(
             "listen",
@@ -494,7 +501,8 @@ impl Config {
                 key
             }
         };
-        let (base_url_setting, base_url_value) = match (&base_url_env, &raw.workos.base_url) {
+        let (base_url_setting, base_url_value) = match (&environment.base_url, &raw.workos.base_url)
+        {
             (Some(env), _) => ("WORKOS_BASE_URL", env.as_str()),
             (None, Some(file)) => ("workos.base_url", file.as_str()),
             (None, None) => ("workos.base_url", DEFAULT_WORKOS_BASE_URL),
@@ -508,6 +516,14 @@ impl Config {
                     _ => Err("must be an http(s) URL".into()),
                 }),
         );
+        let proxy = base_url.as_ref().and_then(|url| {
+            proxy(
+                &mut problems,
+                raw.workos.proxy.as_deref(),
+                &environment,
+                url,
+            )
+        });
         let request_timeout = problems.duration(
             "workos.request_timeout",
             raw.workos.request_timeout.as_deref(),
@@ -641,6 +657,7 @@ impl Config {
                 listen,
                 workos: workos::Settings {
                     request_timeout,
+                    proxy,
                     ..workos_extra.into_settings(base_url, api_key)
                 },
                 portal,
@@ -983,6 +1000,46 @@ fn tls_settings(problems: &mut Problems, tls: RawTls) -> Option<TlsSettings> {
     })
 }
 
+/// What configuration reads from the environment.
+struct Environment {
+    api_key: Option<SecretString>,
+    base_url: Option<String>,
+    https_proxy: Option<String>,
+    http_proxy: Option<String>,
+    no_proxy: Option<String>,
+}
+
+/// The proxy to reach WorkOS through: the file's `workos.proxy` (an empty string means none), or
+/// else the environment's variable for the base URL's scheme unless `NO_PROXY` exempts its host.
+fn proxy(
+    problems: &mut Problems,
+    file: Option<&str>,
+    environment: &Environment,
+    base_url: &Url,
+) -> Option<crate::http::Proxy> {
+    if let Some(value) = file {
+        if value.trim().is_empty() {
+            return None;
+        }
+        return problems.check("workos.proxy", crate::http::Proxy::parse(value));
+    }
+    let (name, value) = if base_url.scheme() == "http" {
+        ("HTTP_PROXY", environment.http_proxy.as_deref())
+    } else {
+        ("HTTPS_PROXY", environment.https_proxy.as_deref())
+    };
+    let value = value.filter(|v| !v.trim().is_empty())?;
+    let exempt = environment.no_proxy.as_deref().is_some_and(|no_proxy| {
+        base_url
+            .host_str()
+            .is_some_and(|host| crate::http::no_proxy_matches(no_proxy, host))
+    });
+    if exempt {
+        return None;
+    }
+    problems.check(name, crate::http::Proxy::parse(value))
+}
+
 /// Retry, breaker, quota and cache settings, validated.
 struct WorkosResilience {
     retry: RetrySettings,
@@ -1152,6 +1209,105 @@ return_url = "https://app.example.com/"
         assert!(error.problems[0].contains("lisen"), "{error}");
         let error = Config::load("", env(&[])).expect_err("invalid");
         assert!(error.problems[0].starts_with("WORKOS_API_KEY"), "{error}");
+    }
+
+    #[test]
+    fn the_proxy_comes_from_the_file_or_the_environment_and_no_proxy_exempts_the_host() {
+        let key = ("WORKOS_API_KEY", "sk_test_abcdef");
+        let proxy_of = |text: &str, vars: &[(&str, &str)]| {
+            let mut pairs = vec![key];
+            pairs.extend_from_slice(vars);
+            Config::load(text, env(&pairs))
+                .expect("valid")
+                .workos
+                .proxy
+                .map(|p| format!("{p:?}"))
+        };
+        assert_eq!(proxy_of("", &[]), None);
+        let from_env = proxy_of("", &[("HTTPS_PROXY", "http://egress.internal:3128")]);
+        assert!(
+            from_env
+                .as_deref()
+                .is_some_and(|p| p.contains("egress.internal:3128")),
+            "{from_env:?}"
+        );
+        let lower = proxy_of("", &[("https_proxy", "http://lower.internal:8080")]);
+        assert!(lower.is_some_and(|p| p.contains("lower.internal:8080")));
+        // An http:// base URL uses HTTP_PROXY, not HTTPS_PROXY.
+        let plain = "[workos]\nbase_url = \"http://127.0.0.1:4100\"\n";
+        assert_eq!(
+            proxy_of(plain, &[("HTTPS_PROXY", "http://egress.internal:3128")]),
+            None
+        );
+        for no_proxy in [
+            "api.workos.com",
+            ".workos.com",
+            "workos.com:443",
+            "*",
+            "x, workos.com",
+        ] {
+            assert_eq!(
+                proxy_of(
+                    "",
+                    &[
+                        ("HTTPS_PROXY", "http://egress.internal:3128"),
+                        ("NO_PROXY", no_proxy)
+                    ]
+                ),
+                None,
+                "NO_PROXY={no_proxy}"
+            );
+        }
+        // The file wins over the environment, and an empty value turns the proxy off.
+        let file = "[workos]\nproxy = \"http://file.internal:3128\"\n";
+        let chosen = proxy_of(file, &[("HTTPS_PROXY", "http://egress.internal:3128")]);
+        assert!(chosen.is_some_and(|p| p.contains("file.internal")));
+        let off = "[workos]\nproxy = \"\"\n";
+        assert_eq!(
+            proxy_of(off, &[("HTTPS_PROXY", "http://egress.internal:3128")]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_bad_proxy_is_named_and_its_password_never_shown() {
+        for (text, vars, setting) in [
+            (
+                "[workos]\nproxy = \"https://user:hunter2-canary@proxy:3128\"\n",
+                vec![],
+                "workos.proxy:",
+            ),
+            (
+                "",
+                vec![("HTTPS_PROXY", "socks5://user:hunter2-canary@proxy:1080")],
+                "HTTPS_PROXY:",
+            ),
+            (
+                "[workos]\nproxy = \"http://user:hunter2-canary@proxy:3128/path\"\n",
+                vec![],
+                "workos.proxy:",
+            ),
+        ] {
+            let mut pairs = vec![("WORKOS_API_KEY", "sk_test_abcdef")];
+            pairs.extend(vars);
+            let error = Config::load(text, env(&pairs)).expect_err("invalid");
+            let lines = error.problems.join("\n");
+            assert!(lines.starts_with(setting), "{lines}");
+            assert!(!lines.contains("hunter2-canary"), "{lines}");
+        }
+        let config = Config::load(
+            "[workos]\nproxy = \"http://user:hunter2-canary@proxy.internal:3128\"\n",
+            env(&[("WORKOS_API_KEY", "sk_test_abcdef")]),
+        )
+        .expect("valid");
+        let debug = format!("{config:?}");
+        assert!(debug.contains("proxy.internal:3128"), "{debug}");
+        assert!(debug.contains("redacted"), "{debug}");
+        assert!(!debug.contains("hunter2-canary"), "{debug}");
+        assert!(
+            !debug.contains("dXNlcjpodW50ZXIyLWNhbmFyeQ"),
+            "no base64 of it either"
+        );
     }
 
     #[test]

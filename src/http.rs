@@ -5,19 +5,29 @@
 //! It is hyper used directly, the same stack tonic serves with, rather than a general-purpose
 //! client: the gateway sends a handful of fixed JSON requests and needs no redirects, cookies,
 //! proxies or URL re-parsing per request, and those layers were a fifth of its CPU time per
-//! minted link. Redirects are not followed (a 3xx is an answer like any other), and environment
-//! proxy variables are not read: WorkOS is reached directly or through the mesh's egress.
+//! minted link. Redirects are not followed (a 3xx is an answer like any other). A forward proxy
+//! is used only when configuration names one ([`Proxy`]): connections then go through an HTTP
+//! `CONNECT` tunnel, and TLS runs end to end inside it.
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
+    client::legacy::{
+        Client,
+        connect::{HttpConnector, proxy::Tunnel},
+    },
+    rt::{TokioExecutor, TokioIo, TokioTimer},
 };
+use tower::Service;
 
 /// The largest response body read; WorkOS's answers are a few kilobytes.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -25,7 +35,7 @@ pub const MAX_BODY: usize = 8 * 1024 * 1024;
 /// A pooled HTTPS (and plain HTTP) client. Cloning is cheap and shares the pool.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<Connector>, Full<Bytes>>,
 }
 
 /// A whole response.
@@ -70,19 +80,30 @@ impl HttpError {
 }
 
 impl HttpClient {
-    /// A client whose connection attempts give up after `connect_timeout`.
-    pub fn new(connect_timeout: Duration) -> Result<Self, HttpError> {
+    /// A client whose connection attempts give up after `connect_timeout`, connecting directly
+    /// or, with `proxy`, through it.
+    pub fn new(connect_timeout: Duration, proxy: Option<&Proxy>) -> Result<Self, HttpError> {
         let mut http = HttpConnector::new();
         // The TLS layer above decides between http and https.
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
+        let connector = match proxy {
+            None => Connector::Direct(http),
+            Some(proxy) => {
+                let tunnel = Tunnel::new(proxy.address.clone(), http);
+                Connector::Tunnel(match &proxy.authorization {
+                    Some(authorization) => tunnel.with_auth(authorization.clone()),
+                    None => tunnel,
+                })
+            }
+        };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
             .map_err(HttpError::Tls)?
             .https_or_http()
             .enable_all_versions()
-            .wrap_connector(http);
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
@@ -138,6 +159,173 @@ impl HttpClient {
     }
 }
 
+/// A forward proxy that opens `CONNECT` tunnels: `http://host:port`, with optional
+/// `user:password@` for Basic authentication. Its Debug shows the address, never the
+/// credentials.
+#[derive(Clone)]
+pub struct Proxy {
+    address: Uri,
+    authorization: Option<HeaderValue>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("address", &self.address)
+            .field(
+                "credentials",
+                &self.authorization.as_ref().map(|_| "redacted"),
+            )
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// Parses a proxy URL. The reason for a refusal never repeats the value, which may hold a
+    /// password.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let url = url::Url::parse(value.trim())
+            .map_err(|_| "is not a URL such as http://proxy.internal:3128".to_owned())?;
+        if url.scheme() != "http" {
+            return Err(format!(
+                "must be an http:// proxy URL (the tunnel to WorkOS is TLS end to end), not {}://",
+                url.scheme()
+            ));
+        }
+        let host = url.host_str().ok_or("names no host")?;
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err("must be only scheme, credentials, host and port".into());
+        }
+        let port = url.port_or_known_default().unwrap_or(80);
+        let address = format!("http://{host}:{port}")
+            .parse::<Uri>()
+            .map_err(|_| "names a host that is not valid".to_owned())?;
+        let authorization = if url.username().is_empty() && url.password().is_none() {
+            None
+        } else {
+            let decode = |part: &str| {
+                percent_encoding::percent_decode_str(part)
+                    .decode_utf8()
+                    .map(|decoded| decoded.into_owned())
+                    .map_err(|_| "has credentials that are not UTF-8".to_owned())
+            };
+            let credentials = format!(
+                "{}:{}",
+                decode(url.username())?,
+                decode(url.password().unwrap_or_default())?
+            );
+            use base64::Engine as _;
+            let mut value = HeaderValue::try_from(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            ))
+            .map_err(|_| "has credentials that cannot be sent".to_owned())?;
+            value.set_sensitive(true);
+            Some(value)
+        };
+        Ok(Self {
+            address,
+            authorization,
+        })
+    }
+}
+
+/// Whether a `NO_PROXY` list exempts `host`: `*`, an exact name, a domain suffix (`example.com`
+/// or `.example.com` covers `api.example.com`), an IP address or a CIDR block. Ports in entries
+/// are ignored.
+pub fn no_proxy_matches(no_proxy: &str, host: &str) -> bool {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    no_proxy
+        .split(',')
+        .map(|entry| entry.trim().to_ascii_lowercase())
+        .filter(|entry| !entry.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            if let (Some(ip), Ok(net)) = (ip, entry.parse::<ipnet::IpNet>()) {
+                return net.contains(&ip);
+            }
+            // An address, perhaps in brackets and with a port: [fd00::1]:443, 10.0.0.1:80, ::1.
+            let name = match entry.strip_prefix('[') {
+                Some(rest) => rest.split(']').next().unwrap_or_default(),
+                None if entry.parse::<std::net::IpAddr>().is_ok() => entry.as_str(),
+                None => entry.split(':').next().unwrap_or_default(),
+            };
+            if let Ok(entry_ip) = name.parse::<std::net::IpAddr>() {
+                return ip == Some(entry_ip);
+            }
+            let name = name.trim_start_matches('.');
+            host == name || host.ends_with(&format!(".{name}"))
+        })
+}
+
+/// Opens the TCP connection a request needs: to the server, or a tunnel through the proxy.
+#[derive(Debug, Clone)]
+enum Connector {
+    Direct(HttpConnector),
+    Tunnel(Tunnel<HttpConnector>),
+}
+
+type Connecting =
+    Pin<Box<dyn Future<Output = Result<TokioIo<tokio::net::TcpStream>, BoxError>> + Send>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Service<Uri> for Connector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Self::Direct(direct) => direct.poll_ready(cx).map_err(Into::into),
+            Self::Tunnel(tunnel) => tunnel.poll_ready(cx).map_err(Into::into),
+        }
+    }
+
+    fn call(&mut self, destination: Uri) -> Self::Future {
+        match self {
+            Self::Direct(direct) => {
+                let connecting = direct.call(destination);
+                Box::pin(async move { connecting.await.map_err(Into::into) })
+            }
+            Self::Tunnel(tunnel) => {
+                // The tunnel asks for port 443 when the URI names none; say the scheme's own.
+                let destination = with_explicit_port(destination);
+                let connecting = tunnel.call(destination);
+                Box::pin(async move { connecting.await.map_err(Into::into) })
+            }
+        }
+    }
+}
+
+fn with_explicit_port(uri: Uri) -> Uri {
+    if uri.port().is_some() {
+        return uri;
+    }
+    let port = if uri.scheme() == Some(&http::uri::Scheme::HTTP) {
+        80
+    } else {
+        443
+    };
+    let Some(host) = uri.host() else {
+        return uri;
+    };
+    let mut parts = uri.clone().into_parts();
+    match format!("{host}:{port}").parse() {
+        Ok(authority) => {
+            parts.authority = Some(authority);
+            Uri::from_parts(parts).unwrap_or(uri)
+        }
+        Err(_) => uri,
+    }
+}
+
 /// `error` and its causes, joined, for a log line.
 pub fn describe(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -166,11 +354,58 @@ mod tests {
     }
 
     fn client() -> HttpClient {
-        HttpClient::new(Duration::from_secs(5)).expect("client")
+        HttpClient::new(Duration::from_secs(5), None).expect("client")
     }
 
     fn get_request(url: &str) -> Request<Full<Bytes>> {
         Request::get(url).body(Full::default()).expect("request")
+    }
+
+    #[test]
+    fn no_proxy_entries_match_names_suffixes_addresses_and_blocks() {
+        let list = "localhost, .internal.example, workos.com:443, 10.0.0.0/8, ::1, [fd00::1]";
+        for host in [
+            "localhost",
+            "api.internal.example",
+            "internal.example",
+            "api.workos.com",
+            "workos.com.",
+            "10.1.2.3",
+            "[::1]",
+            "fd00::1",
+        ] {
+            assert!(no_proxy_matches(list, host), "{host} should be exempt");
+        }
+        for host in [
+            "notworkos.com",
+            "example",
+            "11.0.0.1",
+            "::2",
+            "localhost.evil",
+        ] {
+            assert!(!no_proxy_matches(list, host), "{host} should use the proxy");
+        }
+        assert!(no_proxy_matches("*", "anything.example"));
+        assert!(!no_proxy_matches("", "api.workos.com"));
+    }
+
+    #[test]
+    fn a_proxy_url_without_a_port_uses_80_and_a_tunnel_names_the_scheme_port() {
+        let proxy = Proxy::parse("http://proxy.internal").expect("valid");
+        assert_eq!(proxy.address, "http://proxy.internal:80/");
+        assert!(proxy.authorization.is_none());
+        assert_eq!(
+            with_explicit_port("https://api.workos.com/x".parse().expect("uri")),
+            "https://api.workos.com:443/x"
+        );
+        assert_eq!(
+            with_explicit_port("http://emulator/x".parse().expect("uri")),
+            "http://emulator:80/x"
+        );
+        assert_eq!(
+            with_explicit_port("http://emulator:4100/x".parse().expect("uri")),
+            "http://emulator:4100/x"
+        );
     }
 
     #[tokio::test]

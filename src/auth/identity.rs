@@ -205,7 +205,7 @@ struct Claims {
 impl JwtVerifier {
     /// Loads the keys once; fails when they cannot be read.
     pub async fn new(settings: JwtSettings) -> Result<Self, String> {
-        let http = crate::http::HttpClient::new(JWKS_TIMEOUT)
+        let http = crate::http::HttpClient::new(JWKS_TIMEOUT, None)
             .map_err(|e| format!("cannot build the JWKS client: {e}"))?;
         let keys = fetch(&settings.jwks, &http).await?;
         Ok(Self {

@@ -450,7 +450,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 .await?,
         );
     }
-    let http = HttpClient::new(Duration::from_secs(5))?;
+    let http = HttpClient::new(Duration::from_secs(5), None)?;
     let mut orgs =
         proto::organization_service_client::OrganizationServiceClient::new(channels[0].clone());
     let mut ensure = tonic::Request::new(proto::EnsureOrganizationRequest {

@@ -62,6 +62,8 @@ pub struct Settings {
     pub cache_ttl: Duration,
     /// The most organizations cached.
     pub cache_max_entries: usize,
+    /// A forward proxy to reach WorkOS through, if any.
+    pub proxy: Option<crate::http::Proxy>,
 }
 
 impl Settings {
@@ -76,6 +78,7 @@ impl Settings {
             quota: QuotaSettings::default(),
             cache_ttl: Duration::from_secs(30),
             cache_max_entries: 10_000,
+            proxy: None,
         }
     }
 }
@@ -146,8 +149,11 @@ struct Outgoing<'a> {
 impl Client {
     /// Builds the client. Fails only if the TLS stack cannot be initialised.
     pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, Error> {
-        let http = HttpClient::new(settings.request_timeout.min(Duration::from_secs(5)))
-            .map_err(Error::from_http)?;
+        let http = HttpClient::new(
+            settings.request_timeout.min(Duration::from_secs(5)),
+            settings.proxy.as_ref(),
+        )
+        .map_err(Error::from_http)?;
         let mut authorization =
             header::HeaderValue::try_from(format!("Bearer {}", settings.api_key.expose_secret()))
                 .map_err(|_| Error::Malformed { field: "api_key" })?;

@@ -11,6 +11,7 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus}
 
 use crate::helpers::{
     TestEmulator, bad_fields, base_config, details, reason, spawn_app, spawn_app_with,
+    start_connect_proxy,
 };
 
 fn create(name: &str, external_id: &str) -> proto::CreateOrganizationRequest {
@@ -994,4 +995,63 @@ async fn shutdown_turns_health_not_serving_and_lets_in_flight_calls_finish() {
         .expect("stopped")
         .expect("task")
         .expect("clean exit");
+}
+
+#[tokio::test]
+async fn workos_is_reached_through_the_configured_proxy_with_its_credentials() {
+    // Basic base64("gateway:s3cr%t") with the password percent-decoded from the URL.
+    let expected = "Basic Z2F0ZXdheTpzM2NyJXQ=".to_owned();
+    let (proxy, seen) = start_connect_proxy(Some(expected.clone())).await;
+    let emulator = TestEmulator::start().await;
+    let emulator_address = emulator.url.trim_start_matches("http://").to_owned();
+    let config = base_config(&emulator.url).replacen(
+        "[workos]\n",
+        &format!("[workos]\nproxy = \"http://gateway:s3cr%25t@{proxy}\"\n"),
+        1,
+    );
+    let app = spawn_app_with(emulator, &config, crate::helpers::API_KEY).await;
+    let mut orgs = app.orgs.clone();
+    let mut portal = app.portal.clone();
+    orgs.ensure_organization(proto::EnsureOrganizationRequest {
+        external_id: "proxied".into(),
+        name: "Proxied Inc".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("ensure through the proxy");
+    let link = portal
+        .generate_link(link_by_external("proxied", Intent::Sso))
+        .await
+        .expect("link through the proxy")
+        .into_inner();
+    assert!(link.portal_link.is_some());
+
+    let seen = seen.lock().expect("record").clone();
+    assert!(!seen.is_empty(), "no connection went through the proxy");
+    for (target, authorization) in &seen {
+        assert_eq!(target, &emulator_address);
+        assert_eq!(authorization.as_deref(), Some(expected.as_str()));
+    }
+    let requests = app.emulator.total_requests().await;
+    assert!(requests >= 2, "{requests} WorkOS requests");
+}
+
+#[tokio::test]
+async fn a_proxy_that_refuses_the_tunnel_is_an_unavailable_upstream() {
+    let (proxy, seen) = start_connect_proxy(Some("Basic nobody-has-this".into())).await;
+    let emulator = TestEmulator::start().await;
+    let config = base_config(&emulator.url).replacen(
+        "[workos]\n",
+        &format!("[workos]\nproxy = \"http://{proxy}\"\n"),
+        1,
+    );
+    let app = spawn_app_with(emulator, &config, crate::helpers::API_KEY).await;
+    let mut portal = app.portal.clone();
+    let status = portal
+        .generate_link(link_by_external("anyone", Intent::Sso))
+        .await
+        .expect_err("the proxy refuses");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(!seen.lock().expect("record").is_empty());
+    assert_eq!(app.emulator.total_requests().await, 0);
 }

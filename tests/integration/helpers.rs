@@ -420,3 +420,78 @@ pub(crate) fn ensure_clients() -> std::path::PathBuf {
     );
     repo_root().join(".venv-clients/bin")
 }
+
+/// The `CONNECT` targets a test proxy saw, each with its `Proxy-Authorization`.
+pub(crate) type Tunnels = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+/// A forward proxy for tests: opens a tunnel for each `CONNECT` (after checking its Basic
+/// credentials when `expected_authorization` is set) and records each request's target and
+/// `Proxy-Authorization`.
+pub(crate) async fn start_connect_proxy(
+    expected_authorization: Option<String>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let address = listener.local_addr().expect("proxy address");
+    let seen = Tunnels::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let record = record.clone();
+            let expected = expected_authorization.clone();
+            tokio::spawn(async move {
+                let mut client = tokio::io::BufReader::new(client);
+                let mut request_line = String::new();
+                client.read_line(&mut request_line).await.ok()?;
+                let mut authorization = None;
+                loop {
+                    let mut line = String::new();
+                    client.read_line(&mut line).await.ok()?;
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("proxy-authorization")
+                    {
+                        authorization = Some(value.trim().to_owned());
+                    }
+                }
+                let target = request_line
+                    .strip_prefix("CONNECT ")?
+                    .split_whitespace()
+                    .next()?
+                    .to_owned();
+                record
+                    .lock()
+                    .expect("record")
+                    .push((target.clone(), authorization.clone()));
+                assert!(
+                    client.buffer().is_empty(),
+                    "the client waits for our answer"
+                );
+                let mut client = client.into_inner();
+                if expected.is_some() && authorization != expected {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                        .await;
+                    return None;
+                }
+                let mut upstream = tokio::net::TcpStream::connect(&target).await.ok()?;
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .ok()?;
+                tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                    .await
+                    .ok()
+            });
+        }
+    });
+    (address, seen)
+}

@@ -193,6 +193,9 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
     const KEY: &str = "sk_test_CANARYKEY7c1d9e";
     const TOKEN: &str = "canary-caller-token-4b2f8a";
     const WRONG_TOKEN: &str = "canary-wrong-token-1e5d3c";
+    const PROXY_PASSWORD: &str = "canary-proxy-password-8d2a";
+    // Basic base64("relay:canary-proxy-password-8d2a"), as the proxy must receive it.
+    const PROXY_AUTHORIZATION: &str = "Basic cmVsYXk6Y2FuYXJ5LXByb3h5LXBhc3N3b3JkLThkMmE=";
 
     let mut emulator = tokio::process::Command::new(BINARY)
         .args(["emulator", "--listen", "127.0.0.1:0", "--api-key", KEY])
@@ -205,6 +208,9 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
         tokio::io::BufReader::new(emulator.stdout.take().expect("stdout")).lines();
     let emulator_url = wait_for_line(&mut emulator_out, "WorkOS emulator listening on ").await;
 
+    // Every WorkOS call goes through a forward proxy named by the environment, password included.
+    let (proxy, tunnels) =
+        crate::helpers::start_connect_proxy(Some(PROXY_AUTHORIZATION.to_owned())).await;
     let config_path = crate::helpers::temp_path("canary.toml");
     std::fs::write(
         &config_path,
@@ -220,6 +226,10 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config_path)
         .env("WORKOS_API_KEY", KEY)
+        .env(
+            "HTTP_PROXY",
+            format!("http://relay:{PROXY_PASSWORD}@{proxy}"),
+        )
         .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
@@ -428,10 +438,20 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
         .iter()
         .map(|s| format!("{s:?}\n{}\n", s.message()))
         .collect();
-    let canaries = [KEY, TOKEN, WRONG_TOKEN]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(secrets);
+    assert!(
+        !tunnels.lock().expect("tunnels").is_empty(),
+        "WorkOS was reached through the proxy"
+    );
+    let canaries = [
+        KEY,
+        TOKEN,
+        WRONG_TOKEN,
+        PROXY_PASSWORD,
+        PROXY_AUTHORIZATION.trim_start_matches("Basic "),
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain(secrets);
     for canary in canaries {
         for (place, text) in [
             ("logs", &stderr),
