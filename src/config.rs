@@ -1010,7 +1010,9 @@ struct Environment {
 }
 
 /// The proxy to reach WorkOS through: the file's `workos.proxy` (an empty string means none), or
-/// else the environment's variable for the base URL's scheme unless `NO_PROXY` exempts its host.
+/// else the environment's variable for the base URL's scheme, unless `NO_PROXY` exempts the host
+/// or the host is this machine (`localhost`, a loopback address), as Go's HTTP client does: a
+/// shell's proxy variables must not send calls to a local emulator away.
 fn proxy(
     problems: &mut Problems,
     file: Option<&str>,
@@ -1029,11 +1031,18 @@ fn proxy(
         ("HTTPS_PROXY", environment.https_proxy.as_deref())
     };
     let value = value.filter(|v| !v.trim().is_empty())?;
-    let exempt = environment.no_proxy.as_deref().is_some_and(|no_proxy| {
-        base_url
-            .host_str()
-            .is_some_and(|host| crate::http::no_proxy_matches(no_proxy, host))
-    });
+    let loopback = match base_url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    let exempt = loopback
+        || environment.no_proxy.as_deref().is_some_and(|no_proxy| {
+            base_url
+                .host_str()
+                .is_some_and(|host| crate::http::no_proxy_matches(no_proxy, host))
+        });
     if exempt {
         return None;
     }
@@ -1234,11 +1243,26 @@ return_url = "https://app.example.com/"
         let lower = proxy_of("", &[("https_proxy", "http://lower.internal:8080")]);
         assert!(lower.is_some_and(|p| p.contains("lower.internal:8080")));
         // An http:// base URL uses HTTP_PROXY, not HTTPS_PROXY.
-        let plain = "[workos]\nbase_url = \"http://127.0.0.1:4100\"\n";
+        let plain = "[workos]\nbase_url = \"http://emulator.internal:4100\"\n";
         assert_eq!(
             proxy_of(plain, &[("HTTPS_PROXY", "http://egress.internal:3128")]),
             None
         );
+        let via = proxy_of(plain, &[("HTTP_PROXY", "http://egress.internal:3128")]);
+        assert!(via.is_some_and(|p| p.contains("egress.internal")));
+        // The environment's proxy never applies to this machine.
+        for local in [
+            "http://127.0.0.1:4100",
+            "http://localhost:4100",
+            "http://[::1]:4100",
+        ] {
+            let text = format!("[workos]\nbase_url = {local:?}\n");
+            assert_eq!(
+                proxy_of(&text, &[("HTTP_PROXY", "http://egress.internal:3128")]),
+                None,
+                "{local}"
+            );
+        }
         for no_proxy in [
             "api.workos.com",
             ".workos.com",

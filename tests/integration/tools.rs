@@ -208,14 +208,14 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
         tokio::io::BufReader::new(emulator.stdout.take().expect("stdout")).lines();
     let emulator_url = wait_for_line(&mut emulator_out, "WorkOS emulator listening on ").await;
 
-    // Every WorkOS call goes through a forward proxy named by the environment, password included.
+    // Every WorkOS call goes through a forward proxy, password included.
     let (proxy, tunnels) =
         crate::helpers::start_connect_proxy(Some(PROXY_AUTHORIZATION.to_owned())).await;
     let config_path = crate::helpers::temp_path("canary.toml");
     std::fs::write(
         &config_path,
         format!(
-            "[workos]\nbase_url = {emulator_url:?}\nrequest_timeout = \"2s\"\n[server]\ndrain_delay = \"0s\"\n[auth]\ntokens = [{{ identity = \"canary\", sha256 = \"{}\" }}]\n[[policy.callers]]\nname = \"canary\"\nidentities = [\"canary\"]\norganizations = [\"*\"]\nreturn_origins = [\"https://app.example.com\"]\n",
+            "[workos]\nbase_url = {emulator_url:?}\nproxy = \"http://relay:{PROXY_PASSWORD}@{proxy}\"\nrequest_timeout = \"2s\"\n[server]\ndrain_delay = \"0s\"\n[auth]\ntokens = [{{ identity = \"canary\", sha256 = \"{}\" }}]\n[[policy.callers]]\nname = \"canary\"\nidentities = [\"canary\"]\norganizations = [\"*\"]\nreturn_origins = [\"https://app.example.com\"]\n",
             crate::helpers::digest(TOKEN)
         ),
     )
@@ -226,10 +226,6 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config_path)
         .env("WORKOS_API_KEY", KEY)
-        .env(
-            "HTTP_PROXY",
-            format!("http://relay:{PROXY_PASSWORD}@{proxy}"),
-        )
         .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
