@@ -5,9 +5,9 @@
 //! - [`server`] composes tonic: health, reflection, the services, timeouts, shutdown.
 //! - [`grpc`] adapts each RPC: proto in, [`domain`] types to the core, proto out.
 //! - [`gateway`] is the core: what each RPC does, in domain types.
-//! - [`workos`] is the WorkOS REST client; its wire types stay private.
-//! - [`http`] is the outbound HTTPS client under it.
-//! - [`error`] is the one error type and its one mapping to `tonic::Status`.
+//! - [`workos`] is the WorkOS REST client, a tower stack over reqwest; its wire types stay
+//!   private.
+//! - [`error`] is the core's one error type; `grpc` maps it to `tonic::Status` in one place.
 //! - [`config`] loads and validates configuration; secrets stay wrapped.
 //! - [`auth`] proves callers, decides with the policy, and writes the audit trail.
 //! - [`lines`] writes audit and log lines in groups, each caller waiting only for its own.
@@ -21,7 +21,6 @@ pub mod emulator;
 pub mod error;
 pub mod gateway;
 pub mod grpc;
-pub mod http;
 pub mod lines;
 pub mod proto;
 pub mod server;

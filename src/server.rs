@@ -13,17 +13,21 @@ use std::{
     },
 };
 
+use std::time::Duration;
+
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 
 use crate::{
     auth::{
-        Gatekeeper, PolicyStore,
+        PolicyStore,
         audit::Auditor,
         identity::{Authenticator, JwtVerifier},
+        policy_file,
     },
-    config::{self, Config},
+    config::{Config, Problems},
     gateway::Gateway,
     grpc,
     proto::{
@@ -34,6 +38,74 @@ use crate::{
     telemetry::{Metrics, Readiness},
     workos,
 };
+
+/// Server behaviour.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// The longest an RPC may run: the deadline of calls that set none, and the cap of those
+    /// that set a longer one.
+    pub request_timeout: Duration,
+    /// How long in-flight RPCs may run after the server stops accepting.
+    pub shutdown_grace: Duration,
+    /// How long the server keeps serving, NOT_SERVING, after a shutdown signal, so load
+    /// balancers notice before connections are refused.
+    pub drain_delay: Duration,
+    /// Concurrent RPCs beyond which new ones are refused at once (RESOURCE_EXHAUSTED).
+    pub max_in_flight: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(30),
+            drain_delay: Duration::from_secs(5),
+            max_in_flight: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// The `[server]` table.
+pub struct RawServer {
+    request_timeout: Option<String>,
+    shutdown_grace: Option<String>,
+    drain_delay: Option<String>,
+    max_in_flight: Option<usize>,
+}
+
+impl RawServer {
+    /// Validates the table; every problem goes to `problems`.
+    pub fn validate(self, problems: &mut Problems) -> ServerSettings {
+        let defaults = ServerSettings::default();
+        ServerSettings {
+            request_timeout: problems.duration(
+                "server.request_timeout",
+                self.request_timeout.as_deref(),
+                defaults.request_timeout,
+            ),
+            shutdown_grace: problems.duration(
+                "server.shutdown_grace",
+                self.shutdown_grace.as_deref(),
+                defaults.shutdown_grace,
+            ),
+            drain_delay: problems.zero_or_duration(
+                "server.drain_delay",
+                self.drain_delay.as_deref(),
+                defaults.drain_delay,
+            ),
+            max_in_flight: match self.max_in_flight {
+                Some(0) => {
+                    problems.push("server.max_in_flight: must be at least 1");
+                    defaults.max_in_flight
+                }
+                Some(n) => n,
+                None => defaults.max_in_flight,
+            },
+        }
+    }
+}
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +154,6 @@ pub async fn serve_with_admin(
     let readiness = Readiness::default();
     let workos = workos::Client::new(&config.workos, metrics.clone())?;
     let key_rejected = workos.key_rejected();
-    let gateway = Gateway::new(workos, config.portal.clone());
     let jwt = match config.auth.jwt.clone() {
         Some(settings) => Some(JwtVerifier::new(settings).await.map_err(ServeError::Jwks)?),
         None => None,
@@ -104,9 +175,12 @@ pub async fn serve_with_admin(
     }
     let policy = PolicyStore::new(config.policy.clone());
     let auditor = Auditor::open(&config.audit).map_err(ServeError::Audit)?;
-    let core = grpc::Core::new(
+    let gateway = Gateway::new(workos, config.portal.clone(), policy.clone());
+    let envelope = grpc::Envelope::new(
         gateway,
-        Gatekeeper::new(authenticator, policy.clone(), auditor, metrics.clone()),
+        authenticator,
+        auditor,
+        metrics.clone(),
         config.server.request_timeout,
         config.server.max_in_flight,
     );
@@ -199,12 +273,12 @@ pub async fn serve_with_admin(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(OrganizationServiceServer::new(
-            grpc::OrganizationService::new(core.clone()),
+            grpc::OrganizationService::new(envelope.clone()),
         ))
         .add_service(PortalServiceServer::new(grpc::PortalService::new(
-            core.clone(),
+            envelope.clone(),
         )))
-        .add_service(AccessServiceServer::new(grpc::AccessService::new(core)))
+        .add_service(AccessServiceServer::new(grpc::AccessService::new(envelope)))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
     tokio::pin!(server);
     tokio::select! {
@@ -262,7 +336,7 @@ async fn report_key_rejection(
 /// Reloads the policy when its file changes (checked every `interval`) or on SIGHUP. A policy
 /// with mistakes is refused, each mistake logged, and the one in force stays.
 async fn reload_policy(
-    source: config::PolicySource,
+    source: policy_file::PolicySource,
     interval: std::time::Duration,
     store: PolicyStore,
     metrics: Arc<Metrics>,
@@ -292,7 +366,7 @@ async fn reload_policy(
             continue;
         }
         last_seen = now;
-        match config::read_policy(&source) {
+        match policy_file::read_policy(&source) {
             Ok((policy, _)) => {
                 let rules = policy.rules.len();
                 store.replace(policy);

@@ -8,7 +8,7 @@
 use std::{
     future::Future,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -225,10 +225,16 @@ impl Metrics {
     }
 
     /// Sets a breaker's state (0 closed, 1 open, 2 half-open).
-    pub fn breaker(&self, family: &'static str, state: i64) {
+    pub fn breaker(&self, family: &'static str, state: crate::workos::BreakerState) {
+        use crate::workos::BreakerState as S;
+        let value = match state {
+            S::Closed => 0,
+            S::Open => 1,
+            S::HalfOpen => 2,
+        };
         self.breaker_state
             .get_or_create(&FamilyLabels { family })
-            .set(state);
+            .set(value);
     }
 
     /// Counts a cache lookup.
@@ -263,6 +269,29 @@ impl Metrics {
     }
 }
 
+/// The WorkOS client reports here through its observer interface.
+impl crate::workos::Observe for Metrics {
+    fn upstream(&self, route: &'static str, status: &str, latency: Duration) {
+        Metrics::upstream(self, route, status, latency);
+    }
+
+    fn retry(&self, route: &'static str) {
+        Metrics::retry(self, route);
+    }
+
+    fn breaker(&self, family: &'static str, state: crate::workos::BreakerState) {
+        Metrics::breaker(self, family, state);
+    }
+
+    fn cache(&self, hit: bool) {
+        Metrics::cache(self, hit);
+    }
+
+    fn quota_refused(&self, scope: &'static str) {
+        self.quota_rejection(scope);
+    }
+}
+
 /// Decrements the in-flight gauge when dropped.
 #[derive(Debug)]
 pub struct InFlight(Arc<Metrics>);
@@ -270,44 +299,6 @@ pub struct InFlight(Arc<Metrics>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.dec();
-    }
-}
-
-/// The ids that follow one call upstream and back.
-#[derive(Debug, Default)]
-pub struct CallTrace {
-    /// `x-request-id`: the caller's, or generated.
-    pub request_id: String,
-    /// A valid W3C `traceparent` from the caller, passed upstream unchanged.
-    pub traceparent: Option<String>,
-    /// WorkOS's `X-Request-ID` of the last answer, returned to the caller.
-    workos_request_id: Mutex<Option<String>>,
-}
-
-impl CallTrace {
-    /// A trace for one call.
-    pub fn new(request_id: String, traceparent: Option<String>) -> Self {
-        Self {
-            request_id,
-            traceparent: traceparent.filter(|t| valid_traceparent(t)),
-            workos_request_id: Mutex::new(None),
-        }
-    }
-
-    /// Notes WorkOS's request id.
-    pub fn set_workos_request_id(&self, id: &str) {
-        *self
-            .workos_request_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.to_owned());
-    }
-
-    /// WorkOS's request id of the last answer, if any.
-    pub fn workos_request_id(&self) -> Option<String> {
-        self.workos_request_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 }
 
@@ -396,12 +387,12 @@ async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
 
 /// The `traceparent` to send upstream: with OTLP export, the gateway's own span (so WorkOS's
 /// side joins the trace below the gateway); otherwise the caller's, passed through unchanged.
-pub fn upstream_traceparent(trace: &CallTrace) -> Option<String> {
+pub fn upstream_traceparent(callers: Option<&str>) -> Option<String> {
     #[cfg(feature = "otlp")]
     if let Some(own) = otlp::current_traceparent() {
         return Some(own);
     }
-    trace.traceparent.clone()
+    callers.map(str::to_owned)
 }
 
 // === Logs ===

@@ -188,12 +188,14 @@ impl AuditEntry {
     }
 
     /// Finishes the record with the call's outcome. Returns it when it must be written: every
-    /// minting or mutating call, and every denial.
-    pub fn finish(mut self, outcome: tonic::Code, reason: Option<String>) -> Option<AuditRecord> {
-        let denied = matches!(
-            outcome,
-            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-        ) || reason.as_deref() == Some("RETURN_URL_NOT_ALLOWED");
+    /// minting or mutating call, and every denial (`denied`: the caller was not proven, or the
+    /// policy refused the call).
+    pub fn finish(
+        mut self,
+        outcome: tonic::Code,
+        reason: Option<String>,
+        denied: bool,
+    ) -> Option<AuditRecord> {
         if !self.rpc.is_mutating() && !denied {
             return None;
         }

@@ -63,6 +63,15 @@ pub struct AuthError {
     pub description: String,
 }
 
+impl From<AuthError> for crate::error::Error {
+    fn from(error: AuthError) -> Self {
+        Self::Unauthenticated {
+            reason: error.reason,
+            description: error.description,
+        }
+    }
+}
+
 fn auth_error(reason: &'static str, description: impl Into<String>) -> AuthError {
     AuthError {
         reason,
@@ -82,9 +91,10 @@ pub struct RequestContext {
     /// The TCP peer.
     pub peer: Option<SocketAddr>,
     peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
-    /// The request id (`x-request-id` from the caller, or a new one) and the trace context that
-    /// follow this call upstream and back.
-    pub trace: std::sync::Arc<crate::telemetry::CallTrace>,
+    /// `x-request-id`: the caller's, or a new one.
+    pub request_id: String,
+    /// The caller's W3C `traceparent`, when it sent a valid one.
+    pub traceparent: Option<String>,
 }
 
 /// Longest acting user accepted.
@@ -143,10 +153,8 @@ impl RequestContext {
             acting_user,
             peer: request.remote_addr(),
             peer_certs: request.peer_certs(),
-            trace: std::sync::Arc::new(crate::telemetry::CallTrace::new(
-                request_id,
-                text("traceparent"),
-            )),
+            request_id,
+            traceparent: text("traceparent").filter(|t| crate::telemetry::valid_traceparent(t)),
         }
     }
 
@@ -194,7 +202,7 @@ pub struct JwtVerifier {
     settings: JwtSettings,
     keys: RwLock<JwkSet>,
     last_refresh: Mutex<Option<tokio::time::Instant>>,
-    http: crate::http::HttpClient,
+    http: reqwest::Client,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -205,7 +213,13 @@ struct Claims {
 impl JwtVerifier {
     /// Loads the keys once; fails when they cannot be read.
     pub async fn new(settings: JwtSettings) -> Result<Self, String> {
-        let http = crate::http::HttpClient::new(JWKS_TIMEOUT, None)
+        // The JWKS is usually an internal URL: no proxy, no redirects.
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(JWKS_TIMEOUT)
+            .build()
             .map_err(|e| format!("cannot build the JWKS client: {e}"))?;
         let keys = fetch(&settings.jwks, &http).await?;
         Ok(Self {
@@ -291,18 +305,40 @@ impl JwtVerifier {
 /// How long fetching a JWKS may take, connecting included.
 const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn fetch(source: &JwksSource, http: &crate::http::HttpClient) -> Result<JwkSet, String> {
+async fn fetch(source: &JwksSource, http: &reqwest::Client) -> Result<JwkSet, String> {
     let bytes = match source {
         JwksSource::File(path) => tokio::fs::read(path)
             .await
             .map_err(|e| format!("cannot read JWKS file {}: {e}", path.display()))?,
-        JwksSource::Url(url) => http
-            .get(url, JWKS_TIMEOUT)
-            .await
-            .map_err(|e| format!("cannot fetch JWKS: {e}"))?
-            .to_vec(),
+        JwksSource::Url(url) => {
+            let response = http
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|e| format!("cannot fetch JWKS: {}", describe(&e)))?;
+            if !response.status().is_success() {
+                return Err(format!("cannot fetch JWKS: answered {}", response.status()));
+            }
+            response
+                .bytes()
+                .await
+                .map_err(|e| format!("cannot fetch JWKS: {}", describe(&e)))?
+                .to_vec()
+        }
     };
     serde_json::from_slice(&bytes).map_err(|e| format!("JWKS is not valid: {e}"))
+}
+
+/// `error` and its causes, joined, for a log line.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A static token: its SHA-256 digest and the identity it proves.

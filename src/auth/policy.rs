@@ -321,6 +321,21 @@ impl Decision {
     pub fn allowed(&self) -> bool {
         self.denial.is_none()
     }
+
+    /// The decision as the core's result: a denial becomes [`crate::error::Error::Denied`].
+    pub fn into_result(self) -> Result<(), crate::error::Error> {
+        match self.denial {
+            None => Ok(()),
+            Some(denial) => Err(crate::error::Error::Denied {
+                reason: denial.reason(),
+                explanation: self.explanation,
+                field: match denial {
+                    Denial::ReturnUrlNotAllowed { field } => Some(field),
+                    _ => None,
+                },
+            }),
+        }
+    }
 }
 
 impl Policy {

@@ -16,12 +16,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
-use http_body_util::Full;
-use portal_gateway::{
-    http::HttpClient,
-    proto::{self, Intent},
-};
+use portal_gateway::proto::{self, Intent};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -200,12 +195,15 @@ fn pid(child: &Child) -> anyhow::Result<u32> {
     child.id().context("child pid")
 }
 
-async fn emulator_requests(http: &HttpClient, emulator: &str) -> anyhow::Result<u64> {
-    let url = url::Url::parse(&format!("{emulator}/_emulator/requests"))?;
+async fn emulator_requests(http: &reqwest::Client, emulator: &str) -> anyhow::Result<u64> {
     let body = http
-        .get(&url, Duration::from_secs(10))
-        .await
-        .map_err(anyhow::Error::msg)?;
+        .get(format!("{emulator}/_emulator/requests"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
     let counts: serde_json::Value = serde_json::from_slice(&body)?;
     Ok(counts["total"].as_u64().unwrap_or(0))
 }
@@ -298,7 +296,7 @@ struct Rig {
     gateway: Child,
     emulator_url: String,
     channels: Vec<Channel>,
-    http: HttpClient,
+    http: reqwest::Client,
     organization_id: String,
 }
 
@@ -450,7 +448,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 .await?,
         );
     }
-    let http = HttpClient::new(Duration::from_secs(5), None)?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .build()?;
     let mut orgs =
         proto::organization_service_client::OrganizationServiceClient::new(channels[0].clone());
     let mut ensure = tonic::Request::new(proto::EnsureOrganizationRequest {
@@ -524,18 +525,15 @@ async fn run(options: Options) -> anyhow::Result<()> {
                     async move {
                         let body =
                             serde_json::json!({"organization": r.organization_id, "intent": "sso"});
-                        let Ok(request) =
-                            http::Request::post(format!("{}/portal/generate_link", r.emulator_url))
-                                .header("authorization", format!("Bearer {KEY}"))
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(body.to_string())))
-                        else {
-                            return false;
-                        };
                         r.http
-                            .send(request, Duration::from_secs(10))
+                            .post(format!("{}/portal/generate_link", r.emulator_url))
+                            .bearer_auth(KEY)
+                            .header("content-type", "application/json")
+                            .body(body.to_string())
+                            .timeout(Duration::from_secs(10))
+                            .send()
                             .await
-                            .is_ok_and(|a| a.status.as_u16() == 201)
+                            .is_ok_and(|a| a.status().as_u16() == 201)
                     }
                 },
             )

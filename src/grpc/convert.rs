@@ -82,6 +82,16 @@ fn intent_from_proto(value: i32) -> Result<Intent, String> {
     }
 }
 
+pub(crate) fn intent_info(info: crate::gateway::IntentInfo) -> proto::IntentInfo {
+    proto::IntentInfo {
+        intent: intent_to_proto(info.intent) as i32,
+        workos_name: info.intent.workos_name().to_owned(),
+        description: info.intent.description().to_owned(),
+        default_return_url: info.return_url.unwrap_or_default(),
+        default_success_url: info.success_url.unwrap_or_default(),
+    }
+}
+
 pub(crate) fn portal_link(link: domain::PortalLink) -> proto::PortalLink {
     proto::PortalLink {
         link: link.link,
@@ -534,41 +544,10 @@ pub(crate) fn revoke(req: proto::RevokeLinksRequest) -> Result<(OrganizationRef,
     Ok((organization.ok_or_default()?, user.ok_or_default()?))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_are_bound_to_their_query() {
-        let id = OrganizationId::parse("org_01EHWNCE74X7JSDV0X3SZ3KJNY").expect("valid id");
-        let domains = vec!["a.example".to_owned()];
-        let token = page_token(&Cursor::After(id.clone()), ListOrder::Ascending, &domains);
-        assert_eq!(
-            parse_page_token(&token, ListOrder::Ascending, &domains),
-            Ok(Cursor::After(id))
-        );
-        assert!(parse_page_token(&token, ListOrder::Descending, &domains).is_err());
-        assert!(parse_page_token(&token, ListOrder::Ascending, &[]).is_err());
-        assert!(parse_page_token("not-a-token", ListOrder::Ascending, &domains).is_err());
-    }
-}
-
-/// A CheckAccess request, parsed.
-#[derive(Debug)]
-pub(crate) struct AccessCheck {
-    pub(crate) rpc: crate::auth::policy::Rpc,
-    pub(crate) organization: Option<OrganizationRef>,
-    pub(crate) intent: Option<Intent>,
-    pub(crate) return_url: Option<RedirectUrl>,
-    pub(crate) success_url: Option<RedirectUrl>,
-    pub(crate) acting_user: Option<String>,
-    pub(crate) identity: Option<String>,
-}
-
 pub(crate) fn check_access(
     req: proto::CheckAccessRequest,
     allow_http_loopback: bool,
-) -> Result<AccessCheck, Invalid> {
+) -> Result<crate::gateway::AccessCheck, Invalid> {
     use proto::check_access_request::Organization as O;
     let mut invalid = Invalid::default();
     let rpc = if req.rpc.is_empty() {
@@ -611,7 +590,7 @@ pub(crate) fn check_access(
         allow_http_loopback,
     );
     invalid.into_result()?;
-    Ok(AccessCheck {
+    Ok(crate::gateway::AccessCheck {
         rpc: rpc.ok_or_default()?,
         organization,
         intent,
@@ -633,5 +612,24 @@ fn optional_url(
         None
     } else {
         invalid.check(field, RedirectUrl::parse(value, allow_http_loopback))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_are_bound_to_their_query() {
+        let id = OrganizationId::parse("org_01EHWNCE74X7JSDV0X3SZ3KJNY").expect("valid id");
+        let domains = vec!["a.example".to_owned()];
+        let token = page_token(&Cursor::After(id.clone()), ListOrder::Ascending, &domains);
+        assert_eq!(
+            parse_page_token(&token, ListOrder::Ascending, &domains),
+            Ok(Cursor::After(id))
+        );
+        assert!(parse_page_token(&token, ListOrder::Descending, &domains).is_err());
+        assert!(parse_page_token(&token, ListOrder::Ascending, &[]).is_err());
+        assert!(parse_page_token("not-a-token", ListOrder::Ascending, &domains).is_err());
     }
 }

@@ -1,15 +1,18 @@
-//! A short-lived cache of organizations by WorkOS id and by external id, with single flight:
-//! concurrent identical lookups share one upstream call. The gateway's own creates, updates and
-//! deletes refresh or drop the entries they touch. Portal links are never cached.
+//! A short-lived cache of organizations by WorkOS id and by external id (`moka`), with moka's
+//! single flight: concurrent identical lookups share one upstream call. The gateway's own
+//! creates, updates and deletes refresh or drop the entries they touch. Portal links are never
+//! cached.
+//!
+//! A lookup that fails for a reason of its own caller (that caller's quota or deadline) must not
+//! fail the other callers who were waiting on it: each of them then looks up for itself.
 
 use std::{
-    collections::HashMap,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
-use tokio::{sync::OnceCell, time::Instant};
+use moka::future::Cache;
 
 use super::Error;
 use crate::domain::Organization;
@@ -23,115 +26,185 @@ pub(super) enum Key {
     External(String),
 }
 
-type Flight = Arc<OnceCell<Result<Organization, Error>>>;
+/// Where a looked-up organization came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// The cache.
+    Cache,
+    /// An upstream call, this caller's or one it shared.
+    Upstream,
+}
 
-/// The cache.
-#[derive(Debug)]
+/// The cache. A zero time-to-live caches nothing but still shares concurrent lookups.
+#[derive(Debug, Clone)]
 pub(super) struct OrganizationCache {
-    ttl: Duration,
-    max_entries: usize,
-    entries: Mutex<HashMap<Key, (Instant, Organization)>>,
-    flights: Mutex<HashMap<Key, Flight>>,
+    entries: Cache<Key, Organization>,
 }
 
 impl OrganizationCache {
-    /// A cache; a zero `ttl` caches nothing but still shares concurrent lookups.
-    pub(super) fn new(ttl: Duration, max_entries: usize) -> Self {
+    pub(super) fn new(ttl: Duration, max_entries: u64) -> Self {
         Self {
-            ttl,
-            max_entries,
-            entries: Mutex::new(HashMap::new()),
-            flights: Mutex::new(HashMap::new()),
+            entries: Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build(),
         }
     }
 
-    fn fresh(&self, key: &Key) -> Option<Organization> {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, org)| org.clone())
-    }
-
-    /// The organization for `key`: from the cache, from a lookup already in flight, or from
-    /// `fetch`. Returns whether it came from the cache.
-    pub(super) async fn get_or_fetch<F>(
+    /// The organization for `key`: from the cache, from a lookup already in flight, or from a
+    /// new lookup made by `fetch`.
+    pub(super) async fn get_or_fetch<F, Fut>(
         &self,
         key: Key,
         fetch: F,
-    ) -> (Result<Organization, Error>, bool)
+    ) -> (Result<Organization, Error>, Source)
     where
-        F: Future<Output = Result<Organization, Error>>,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Organization, Error>>,
     {
-        if let Some(found) = self.fresh(&key) {
-            return (Ok(found), true);
+        if let Some(found) = self.entries.get(&key).await {
+            return (Ok(found), Source::Cache);
         }
-        let flight = {
-            let mut flights = self
-                .flights
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            flights.entry(key.clone()).or_default().clone()
+        let led = AtomicBool::new(false);
+        let shared = self
+            .entries
+            .try_get_with(key.clone(), async {
+                led.store(true, Ordering::Relaxed);
+                fetch().await
+            })
+            .await;
+        let result = match shared {
+            Ok(organization) => Ok(organization),
+            // Another caller led the lookup and met its own quota or deadline: look up anew.
+            Err(error) if !led.load(Ordering::Relaxed) && error.is_callers_own() => fetch().await,
+            Err(error) => Err(Error::clone(&error)),
         };
-        // If the caller leading the lookup gives up (its deadline), another waiter takes over.
-        let result = flight.get_or_init(|| fetch).await.clone();
-        {
-            let mut flights = self
-                .flights
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if flights
-                .get(&key)
-                .is_some_and(|current| Arc::ptr_eq(current, &flight))
-            {
-                flights.remove(&key);
-            }
-        }
         if let Ok(organization) = &result {
-            self.store(organization);
+            self.store(organization).await;
         }
-        (result, false)
+        (result, Source::Upstream)
     }
 
     /// Remembers an organization under both of its keys.
-    pub(super) fn store(&self, organization: &Organization) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let now = Instant::now();
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() >= self.max_entries {
-            entries.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
-            if entries.len() >= self.max_entries {
-                entries.clear();
-            }
-        }
-        entries.insert(
-            Key::Id(organization.id.as_str().to_owned()),
-            (now, organization.clone()),
-        );
+    pub(super) async fn store(&self, organization: &Organization) {
+        self.entries
+            .insert(
+                Key::Id(organization.id.as_str().to_owned()),
+                organization.clone(),
+            )
+            .await;
         if let Some(external_id) = &organization.external_id {
-            entries.insert(
-                Key::External(external_id.clone()),
-                (now, organization.clone()),
-            );
+            self.entries
+                .insert(Key::External(external_id.clone()), organization.clone())
+                .await;
         }
     }
 
     /// Forgets an organization under every key that points at it.
-    pub(super) fn forget(&self, organization_id: &str) {
-        let mut entries = self
+    pub(super) async fn forget(&self, organization_id: &str) {
+        self.entries
+            .invalidate(&Key::Id(organization_id.to_owned()))
+            .await;
+        let id = organization_id.to_owned();
+        // Only fails when closures are not enabled, and they are.
+        let _ = self
             .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.retain(|key, (_, org)| {
-            org.id.as_str() != organization_id && *key != Key::Id(organization_id.to_owned())
-        });
+            .invalidate_entries_if(move |_, organization| organization.id.as_str() == id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use super::*;
+    use crate::{
+        domain::OrganizationId,
+        workos::quota::{QuotaExceeded, QuotaScope},
+    };
+
+    fn organization() -> Organization {
+        Organization {
+            id: OrganizationId::parse("org_01EHWNCE74X7JSDV0X3SZ3KJNY").expect("id"),
+            name: "Acme".into(),
+            domains: Vec::new(),
+            metadata: Default::default(),
+            external_id: Some("acme".into()),
+            stripe_customer_id: None,
+            created_at: std::time::SystemTime::UNIX_EPOCH,
+            updated_at: std::time::SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiter_never_inherits_the_leaders_own_quota_refusal() {
+        let cache = OrganizationCache::new(Duration::from_secs(30), 100);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        // The leader's lookup is refused by the leader's own quota, after the waiter joined.
+        let leader = {
+            let cache = cache.clone();
+            let released = released.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_fetch(Key::External("acme".into()), || {
+                        let mut released = released.clone();
+                        async move {
+                            let _ = released.wait_for(|r| *r).await;
+                            Err(Error::Quota(QuotaExceeded {
+                                scope: QuotaScope::Caller(Arc::from("leader")),
+                                retry_after: Duration::from_secs(1),
+                            }))
+                        }
+                    })
+                    .await
+                    .0
+            })
+        };
+        tokio::task::yield_now().await;
+        let waiter = {
+            let cache = cache.clone();
+            let calls = calls.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_fetch(Key::External("acme".into()), || {
+                        let calls = calls.clone();
+                        async move {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            Ok(organization())
+                        }
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let _ = release.send(true);
+        let _ = released.clone().wait_for(|r| *r).await;
+        assert!(matches!(
+            leader.await.expect("leader"),
+            Err(Error::Quota(_))
+        ));
+        let (result, source) = waiter.await.expect("waiter");
+        assert_eq!(result.expect("the waiter's own lookup").name, "Acme");
+        assert_eq!(source, Source::Upstream);
+        assert!(calls.load(Ordering::SeqCst) <= 1);
+        let (cached, source) = cache
+            .get_or_fetch(Key::Id("org_01EHWNCE74X7JSDV0X3SZ3KJNY".into()), || async {
+                Err(Error::DeadlineExceeded)
+            })
+            .await;
+        assert_eq!(cached.expect("stored under both keys").name, "Acme");
+        assert_eq!(source, Source::Cache);
+        cache.forget("org_01EHWNCE74X7JSDV0X3SZ3KJNY").await;
+        let (gone, _) = cache
+            .get_or_fetch(Key::External("acme".into()), || async {
+                Err(Error::DeadlineExceeded)
+            })
+            .await;
+        assert!(gone.is_err(), "forgotten under the external id too");
     }
 }

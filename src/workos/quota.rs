@@ -1,37 +1,32 @@
-//! The upstream quota: the gateway never sends WorkOS more than its configured rate, so callers
-//! get a precise RESOURCE_EXHAUSTED from the gateway instead of WorkOS 429s that hit everyone
-//! sharing the key.
+//! The upstream quota, as a tower layer under the retries (so every attempt pays): the gateway
+//! never sends WorkOS more than its configured rate, so callers get a precise
+//! RESOURCE_EXHAUSTED from the gateway instead of WorkOS 429s that hit everyone sharing the key.
 //!
-//! Token buckets for WorkOS's general limit and its separate delete limit; an optional fixed
-//! quota per caller (from the policy); and a fair share: while several callers are active and the
-//! shared bucket is being drawn down, each may use only its share of the rate, so one noisy
-//! caller cannot starve the others. A full bucket (idle capacity) is free for anyone.
-//! Limits are per replica (see the README for running several).
+//! The limits are `governor` rate limiters (GCRA) on tokio's clock: WorkOS's general limit, its
+//! separate delete limit, and an optional fixed quota per caller from the policy. On top sits the
+//! fair share: while another caller is *waiting* (it was refused and told to come back), a caller
+//! may use only its share of the rate, so one noisy caller cannot starve the others. Tokens that
+//! nobody else is waiting for are free for anyone. Limits are per replica (see the README).
+//!
+//! A limiter that grants takes its token at once; when a later limit then refuses, that token is
+//! spent without a request going out. Limits are checked strictest-first to keep that rare.
 
-use std::{collections::HashMap, fmt, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    num::NonZeroU32,
+    sync::{Arc, Mutex},
+    task::Poll,
+    time::Duration,
+};
 
+use governor::{Quota as Rate, RateLimiter, clock::Clock, nanos::Nanos};
 use tokio::time::Instant;
 
-/// Quota settings.
-#[derive(Debug, Clone)]
-pub struct QuotaSettings {
-    /// WorkOS requests per minute for the whole gateway (WorkOS allows 6,000 per key).
-    pub requests_per_minute: u32,
-    /// How many requests may go at once after a quiet period.
-    pub burst: u32,
-    /// Organization deletes per minute (WorkOS allows 50 per key).
-    pub deletes_per_minute: u32,
-}
-
-impl Default for QuotaSettings {
-    fn default() -> Self {
-        Self {
-            requests_per_minute: 6000,
-            burst: 100,
-            deletes_per_minute: 50,
-        }
-    }
-}
+use super::{
+    Error, Observe, QuotaSettings,
+    transport::{Answer, Exchange, Pending},
+};
 
 /// Which limit was reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +36,9 @@ pub enum QuotaScope {
     /// WorkOS's organization delete limit.
     WorkosDeletes,
     /// The caller's own quota from the policy.
-    Caller(String),
+    Caller(Arc<str>),
     /// The caller's fair share while others are waiting too.
-    FairShare(String),
+    FairShare(Arc<str>),
 }
 
 impl QuotaScope {
@@ -54,6 +49,25 @@ impl QuotaScope {
             Self::WorkosDeletes => "workos:organization-deletes".to_owned(),
             Self::Caller(identity) => format!("caller:{identity}"),
             Self::FairShare(identity) => format!("caller:{identity}:fair-share"),
+        }
+    }
+
+    /// The ErrorInfo reason of a refusal.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Caller(_) => "CALLER_QUOTA_EXHAUSTED",
+            Self::FairShare(_) => "FAIR_SHARE_EXHAUSTED",
+            Self::Workos | Self::WorkosDeletes => "WORKOS_QUOTA_EXHAUSTED",
+        }
+    }
+
+    /// The metrics label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Workos => "workos",
+            Self::WorkosDeletes => "workos_deletes",
+            Self::Caller(_) => "caller",
+            Self::FairShare(_) => "fair_share",
         }
     }
 }
@@ -73,182 +87,250 @@ pub struct QuotaExceeded {
     pub retry_after: Duration,
 }
 
+/// governor's clock, read from tokio's, so a test can pause and advance time.
 #[derive(Debug, Clone)]
-struct Bucket {
-    tokens: f64,
-    capacity: f64,
-    per_second: f64,
-    updated: Instant,
+struct TokioClock {
+    origin: Instant,
 }
 
-impl Bucket {
-    fn new(per_minute: f64, capacity: f64, now: Instant) -> Self {
-        let capacity = capacity.max(1.0);
-        Self {
-            tokens: capacity,
-            capacity,
-            per_second: per_minute / 60.0,
-            updated: now,
-        }
-    }
+impl Clock for TokioClock {
+    type Instant = Nanos;
 
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
-        self.updated = now;
-    }
-
-    fn wait(&self) -> Option<Duration> {
-        if self.tokens >= 1.0 {
-            None
-        } else if self.per_second <= 0.0 {
-            Some(Duration::from_secs(60))
-        } else {
-            Some(Duration::from_secs_f64(
-                (1.0 - self.tokens) / self.per_second,
-            ))
-        }
+    fn now(&self) -> Nanos {
+        Nanos::from(self.origin.elapsed())
     }
 }
 
-/// How long a caller counts as active for fair sharing.
-const ACTIVE_WINDOW: Duration = Duration::from_secs(10);
+type Limiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    TokioClock,
+    governor::middleware::NoOpMiddleware<Nanos>,
+>;
 
+/// A caller counts as waiting for this long after a refusal, at least.
+const MIN_WAIT: Duration = Duration::from_millis(100);
+/// ... and at most.
+const MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// What the quota remembers of one caller.
 #[derive(Debug)]
 struct CallerState {
-    share: Bucket,
-    fixed: Option<(u32, Bucket)>,
+    /// The caller's own quota, with the limit it was built for.
+    fixed: Option<(u32, Limiter)>,
+    /// Until when this caller counts as waiting for tokens.
+    waiting_until: Option<Instant>,
+    /// The fair share's theoretical arrival time (GCRA): how far ahead of now this caller has
+    /// drawn on its share.
+    share_due: Instant,
+    /// The last time it asked, so idle callers can be forgotten.
     last_seen: Instant,
-}
-
-#[derive(Debug)]
-struct State {
-    global: Bucket,
-    deletes: Bucket,
-    callers: HashMap<String, CallerState>,
 }
 
 /// The quota. One per gateway.
 #[derive(Debug)]
 pub struct Quota {
     settings: QuotaSettings,
-    state: Mutex<State>,
+    clock: TokioClock,
+    global: Limiter,
+    deletes: Limiter,
+    callers: Mutex<HashMap<Arc<str>, CallerState>>,
+}
+
+fn per_minute(limit: u32, burst: u32) -> Rate {
+    let nonzero = |n: u32| NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
+    Rate::per_minute(nonzero(limit)).allow_burst(nonzero(burst))
 }
 
 impl Quota {
     /// A full quota.
     pub fn new(settings: QuotaSettings) -> Self {
-        let now = Instant::now();
-        let global = Bucket::new(
-            f64::from(settings.requests_per_minute),
-            f64::from(settings.burst),
-            now,
+        let clock = TokioClock {
+            origin: Instant::now(),
+        };
+        let global = RateLimiter::direct_with_clock(
+            per_minute(settings.requests_per_minute, settings.burst),
+            clock.clone(),
         );
-        let deletes = Bucket::new(
-            f64::from(settings.deletes_per_minute),
-            (f64::from(settings.deletes_per_minute) / 10.0).ceil(),
-            now,
+        let deletes = RateLimiter::direct_with_clock(
+            per_minute(
+                settings.deletes_per_minute,
+                settings.deletes_per_minute.div_ceil(10),
+            ),
+            clock.clone(),
         );
         Self {
             settings,
-            state: Mutex::new(State {
-                global,
-                deletes,
-                callers: HashMap::new(),
-            }),
+            clock,
+            global,
+            deletes,
+            callers: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one request's worth for `caller`, or refuses at once (never waits: a refusal says
-    /// when to retry, and the caller decides whether that fits its deadline).
+    fn refused(&self, scope: QuotaScope, not_until: &governor::NotUntil<Nanos>) -> QuotaExceeded {
+        QuotaExceeded {
+            scope,
+            retry_after: not_until.wait_time_from(self.clock.now()),
+        }
+    }
+
+    /// Takes one request's worth for `caller`, or refuses at once. It never waits: a refusal
+    /// says when to retry, and the caller decides whether that fits its deadline.
     pub fn acquire(
         &self,
-        caller: &str,
+        caller: &Arc<str>,
         caller_per_minute: Option<u32>,
         delete: bool,
     ) -> Result<(), QuotaExceeded> {
         let now = Instant::now();
-        let mut state = self
-            .state
+        let mut callers = self
+            .callers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let State {
-            global,
-            deletes,
-            callers,
-        } = &mut *state;
-        global.refill(now);
-        deletes.refill(now);
-        callers.retain(|_, c| now.duration_since(c.last_seen) <= ACTIVE_WINDOW * 6);
-        let active = 1 + callers
+        if callers.len() > 64 {
+            callers.retain(|_, c| now.duration_since(c.last_seen) < Duration::from_secs(60));
+        }
+        let contenders = 1 + callers
             .iter()
-            .filter(|(name, c)| {
-                name.as_str() != caller && now.duration_since(c.last_seen) <= ACTIVE_WINDOW
-            })
+            .filter(|(name, c)| *name != caller && c.waiting_until.is_some_and(|until| until > now))
             .count();
-        let share_per_minute = f64::from(self.settings.requests_per_minute) / active as f64;
-        let share_capacity = (f64::from(self.settings.burst) / active as f64).max(1.0);
-        let entry = callers
-            .entry(caller.to_owned())
+        let state = callers
+            .entry(caller.clone())
             .or_insert_with(|| CallerState {
-                share: Bucket::new(share_per_minute, share_capacity, now),
                 fixed: None,
+                waiting_until: None,
+                share_due: now,
                 last_seen: now,
             });
-        entry.last_seen = now;
-        entry.share.refill(now);
-        entry.share.per_second = share_per_minute / 60.0;
-        entry.share.capacity = share_capacity;
-        entry.share.tokens = entry.share.tokens.min(share_capacity);
-        match (caller_per_minute, &mut entry.fixed) {
-            (None, fixed) => *fixed = None,
+        state.last_seen = now;
+        let result = self.decide(caller, caller_per_minute, delete, contenders, state, now);
+        // A caller refused the shared tokens keeps counting as waiting for a while even when its
+        // next attempt succeeds: a caller that keeps asking keeps contending. Refusals by its own
+        // quota or the delete limit are no claim on the shared tokens.
+        if let Err(refused) = &result
+            && matches!(refused.scope, QuotaScope::Workos | QuotaScope::FairShare(_))
+        {
+            let wait = (refused.retry_after * 2).clamp(MIN_WAIT, MAX_WAIT);
+            state.waiting_until = Some(now + wait);
+        }
+        result
+    }
+
+    fn decide(
+        &self,
+        caller: &Arc<str>,
+        caller_per_minute: Option<u32>,
+        delete: bool,
+        contenders: usize,
+        state: &mut CallerState,
+        now: Instant,
+    ) -> Result<(), QuotaExceeded> {
+        match (caller_per_minute, &state.fixed) {
+            (None, _) => state.fixed = None,
             (Some(limit), Some((current, _))) if *current == limit => {}
-            (Some(limit), fixed) => {
-                *fixed = Some((
+            (Some(limit), _) => {
+                let rate = per_minute(limit, limit.div_ceil(10));
+                state.fixed = Some((
                     limit,
-                    Bucket::new(f64::from(limit), (f64::from(limit) / 10.0).ceil(), now),
-                ))
+                    RateLimiter::direct_with_clock(rate, self.clock.clone()),
+                ));
             }
         }
-        if let Some((_, fixed)) = &mut entry.fixed {
-            fixed.refill(now);
-            if let Some(wait) = fixed.wait() {
-                return Err(QuotaExceeded {
-                    scope: QuotaScope::Caller(caller.to_owned()),
-                    retry_after: wait,
-                });
-            }
+        if let Some((_, fixed)) = &state.fixed {
+            fixed
+                .check()
+                .map_err(|n| self.refused(QuotaScope::Caller(caller.clone()), &n))?;
         }
-        // A fair share only means something when someone else wants the rate too, and only
-        // once the shared bucket is being drawn down; a full bucket is free for anyone.
-        let contended = active > 1 && global.tokens < global.capacity - 1.0;
-        if contended && let Some(wait) = entry.share.wait() {
+        // The fair share (GCRA over the caller's share of the rate): only enforced while someone
+        // else is waiting, and then a caller may run at most one request ahead of its share.
+        // Alone, a caller may draw a whole burst, and carries no more debt than that.
+        let interval = Duration::from_secs(60)
+            .mul_f64(contenders as f64 / f64::from(self.settings.requests_per_minute.max(1)));
+        let tolerance = if contenders > 1 {
+            interval
+        } else {
+            interval.mul_f64(f64::from(self.settings.burst))
+        };
+        let due = state.share_due.max(now);
+        if contenders > 1 && due > now + tolerance {
             return Err(QuotaExceeded {
-                scope: QuotaScope::FairShare(caller.to_owned()),
-                retry_after: wait,
+                scope: QuotaScope::FairShare(caller.clone()),
+                retry_after: due - now - tolerance,
             });
         }
-        if let Some(wait) = global.wait() {
-            return Err(QuotaExceeded {
-                scope: QuotaScope::Workos,
-                retry_after: wait,
-            });
-        }
-        if delete && let Some(wait) = deletes.wait() {
-            return Err(QuotaExceeded {
-                scope: QuotaScope::WorkosDeletes,
-                retry_after: wait,
-            });
-        }
-        global.tokens -= 1.0;
         if delete {
-            deletes.tokens -= 1.0;
+            self.deletes
+                .check()
+                .map_err(|n| self.refused(QuotaScope::WorkosDeletes, &n))?;
         }
-        entry.share.tokens = (entry.share.tokens - 1.0).max(-1.0);
-        if let Some((_, fixed)) = &mut entry.fixed {
-            fixed.tokens -= 1.0;
-        }
+        self.global
+            .check()
+            .map_err(|n| self.refused(QuotaScope::Workos, &n))?;
+        state.share_due = (due + interval).min(now + tolerance + interval);
         Ok(())
+    }
+}
+
+/// Puts the [`Quota`] in front of every attempt.
+#[derive(Debug, Clone)]
+pub(super) struct QuotaLayer {
+    quota: Arc<Quota>,
+    observe: Arc<dyn Observe>,
+}
+
+impl QuotaLayer {
+    pub(super) fn new(quota: Quota, observe: Arc<dyn Observe>) -> Self {
+        Self {
+            quota: Arc::new(quota),
+            observe,
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for QuotaLayer {
+    type Service = QuotaService<S>;
+
+    fn layer(&self, inner: S) -> QuotaService<S> {
+        QuotaService {
+            layer: self.clone(),
+            inner,
+        }
+    }
+}
+
+/// The quota's service.
+#[derive(Debug, Clone)]
+pub(super) struct QuotaService<S> {
+    layer: QuotaLayer,
+    inner: S,
+}
+
+impl<S> tower::Service<Exchange> for QuotaService<S>
+where
+    S: tower::Service<Exchange, Response = Answer, Error = Error, Future = Pending<Answer>>,
+{
+    type Response = Answer;
+    type Error = Error;
+    type Future = Pending<Answer>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, exchange: Exchange) -> Self::Future {
+        let call = &exchange.call;
+        match self
+            .layer
+            .quota
+            .acquire(&call.caller, call.caller_per_minute, exchange.route.delete)
+        {
+            Ok(()) => self.inner.call(exchange),
+            Err(refused) => {
+                self.layer.observe.quota_refused(refused.scope.label());
+                Box::pin(std::future::ready(Err(Error::Quota(refused))))
+            }
+        }
     }
 }
 
@@ -256,17 +338,22 @@ impl Quota {
 mod tests {
     use super::*;
 
+    fn quota(requests_per_minute: u32, burst: u32) -> Quota {
+        Quota::new(QuotaSettings {
+            requests_per_minute,
+            burst,
+            deletes_per_minute: 50,
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_rate_is_never_exceeded() {
-        let quota = Quota::new(QuotaSettings {
-            requests_per_minute: 600,
-            burst: 10,
-            deletes_per_minute: 50,
-        });
+        let quota = quota(600, 10);
+        let a: Arc<str> = Arc::from("a");
         let mut granted = 0;
         for _ in 0..200 {
             for _ in 0..50 {
-                if quota.acquire("a", None, false).is_ok() {
+                if quota.acquire(&a, None, false).is_ok() {
                     granted += 1;
                 }
             }
@@ -278,27 +365,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn callers_share_fairly_under_contention() {
-        let quota = Quota::new(QuotaSettings {
-            requests_per_minute: 600,
-            burst: 10,
-            deletes_per_minute: 50,
-        });
+    async fn a_waiting_caller_gets_its_share_from_a_noisy_one() {
+        let quota = quota(600, 10);
+        let (noisy_name, quiet_name): (Arc<str>, Arc<str>) =
+            (Arc::from("noisy"), Arc::from("quiet"));
         let (mut noisy, mut quiet) = (0, 0);
         for _ in 0..300 {
             for _ in 0..20 {
-                if quota.acquire("noisy", None, false).is_ok() {
+                if quota.acquire(&noisy_name, None, false).is_ok() {
                     noisy += 1;
                 }
             }
             for _ in 0..2 {
-                if quota.acquire("quiet", None, false).is_ok() {
+                if quota.acquire(&quiet_name, None, false).is_ok() {
                     quiet += 1;
                 }
             }
             tokio::time::advance(Duration::from_millis(100)).await;
         }
-        // 30 s at 10/s: the quiet caller asks for 20/s-worth less than its half and gets most of it.
+        // 30 s at 10/s: the quiet caller asks for more than half and gets about half.
         assert!(
             quiet >= 120,
             "quiet caller starved: {quiet} (noisy {noisy})"
@@ -307,37 +392,60 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn tokens_nobody_else_waits_for_are_free_for_anyone() {
+        let quota = quota(600, 10);
+        let (busy, calm): (Arc<str>, Arc<str>) = (Arc::from("busy"), Arc::from("calm"));
+        // Another caller is active but never refused: it waits for nothing.
+        for _ in 0..5 {
+            quota.acquire(&calm, None, false).expect("calm");
+        }
+        // So the busy caller may take the whole rest of the bucket, beyond any share.
+        let taken = (0..20)
+            .filter(|_| quota.acquire(&busy, None, false).is_ok())
+            .count();
+        assert_eq!(taken, 5);
+        let refused = quota.acquire(&busy, None, false).expect_err("empty");
+        assert_eq!(
+            refused.scope,
+            QuotaScope::Workos,
+            "not a fair-share refusal"
+        );
+        // Later, a quiet caller that was never over its share is not refused by it either.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        quota.acquire(&calm, None, false).expect("tokens are back");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_lone_caller_is_told_about_the_gateway_quota_not_a_fair_share() {
-        let quota = Quota::new(QuotaSettings {
-            requests_per_minute: 600,
-            burst: 10,
-            deletes_per_minute: 50,
-        });
+        let quota = quota(600, 10);
+        let alone: Arc<str> = Arc::from("alone");
         let refused = (0..20)
-            .find_map(|_| quota.acquire("alone", None, false).err())
+            .find_map(|_| quota.acquire(&alone, None, false).err())
             .expect("refused");
         assert_eq!(refused.scope, QuotaScope::Workos);
+        assert_eq!(refused.retry_after, Duration::from_millis(100));
     }
 
     #[tokio::test(start_paused = true)]
     async fn deletes_and_caller_quotas_have_their_own_limits() {
         let quota = Quota::new(QuotaSettings::default());
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         let deletes = (0..20)
-            .filter(|_| quota.acquire("a", None, true).is_ok())
+            .filter(|_| quota.acquire(&a, None, true).is_ok())
             .count();
         assert_eq!(deletes, 5, "50 a minute, a burst of 5");
-        let refused = quota.acquire("a", None, true).expect_err("delete limit");
+        let refused = quota.acquire(&a, None, true).expect_err("delete limit");
         assert_eq!(refused.scope, QuotaScope::WorkosDeletes);
         let mine = (0..20)
-            .filter(|_| quota.acquire("b", Some(60), false).is_ok())
+            .filter(|_| quota.acquire(&b, Some(60), false).is_ok())
             .count();
         assert_eq!(mine, 6);
         assert_eq!(
             quota
-                .acquire("b", Some(60), false)
+                .acquire(&b, Some(60), false)
                 .expect_err("caller")
                 .scope,
-            QuotaScope::Caller("b".into())
+            QuotaScope::Caller(b.clone())
         );
     }
 }

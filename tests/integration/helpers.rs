@@ -421,12 +421,13 @@ pub(crate) fn ensure_clients() -> std::path::PathBuf {
     repo_root().join(".venv-clients/bin")
 }
 
-/// The `CONNECT` targets a test proxy saw, each with its `Proxy-Authorization`.
+/// The targets a test proxy saw (`host:port`), each with its `Proxy-Authorization`.
 pub(crate) type Tunnels = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
 
-/// A forward proxy for tests: opens a tunnel for each `CONNECT` (after checking its Basic
-/// credentials when `expected_authorization` is set) and records each request's target and
-/// `Proxy-Authorization`.
+/// A forward proxy for tests, as HTTP clients use one: a tunnel for each `CONNECT` (HTTPS
+/// targets), and requests in absolute form (`GET http://host/path`, plain-HTTP targets) passed
+/// on to their host. It checks Basic credentials when `expected_authorization` is set, and
+/// records each connection's target and `Proxy-Authorization`.
 pub(crate) async fn start_connect_proxy(
     expected_authorization: Option<String>,
 ) -> (
@@ -448,10 +449,12 @@ pub(crate) async fn start_connect_proxy(
                 let mut client = tokio::io::BufReader::new(client);
                 let mut request_line = String::new();
                 client.read_line(&mut request_line).await.ok()?;
+                let mut head = request_line.clone();
                 let mut authorization = None;
                 loop {
                     let mut line = String::new();
                     client.read_line(&mut line).await.ok()?;
+                    head.push_str(&line);
                     let line = line.trim_end();
                     if line.is_empty() {
                         break;
@@ -462,31 +465,42 @@ pub(crate) async fn start_connect_proxy(
                         authorization = Some(value.trim().to_owned());
                     }
                 }
-                let target = request_line
-                    .strip_prefix("CONNECT ")?
-                    .split_whitespace()
-                    .next()?
-                    .to_owned();
+                let mut words = request_line.split_whitespace();
+                let method = words.next()?.to_owned();
+                let target = words.next()?.to_owned();
+                let tunnel = method == "CONNECT";
+                let host = if tunnel {
+                    target.clone()
+                } else {
+                    let url = url::Url::parse(&target).ok()?;
+                    format!("{}:{}", url.host_str()?, url.port_or_known_default()?)
+                };
                 record
                     .lock()
                     .expect("record")
-                    .push((target.clone(), authorization.clone()));
-                assert!(
-                    client.buffer().is_empty(),
-                    "the client waits for our answer"
-                );
+                    .push((host.clone(), authorization.clone()));
+                let buffered = client.buffer().to_vec();
+                if tunnel {
+                    assert!(buffered.is_empty(), "the client waits for our answer");
+                }
                 let mut client = client.into_inner();
                 if expected.is_some() && authorization != expected {
                     let _ = client
-                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
                         .await;
                     return None;
                 }
-                let mut upstream = tokio::net::TcpStream::connect(&target).await.ok()?;
-                client
-                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    .await
-                    .ok()?;
+                let mut upstream = tokio::net::TcpStream::connect(&host).await.ok()?;
+                if tunnel {
+                    client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .ok()?;
+                } else {
+                    // The server reads the absolute-form target as well as a path.
+                    upstream.write_all(head.as_bytes()).await.ok()?;
+                    upstream.write_all(&buffered).await.ok()?;
+                }
                 tokio::io::copy_bidirectional(&mut client, &mut upstream)
                     .await
                     .ok()

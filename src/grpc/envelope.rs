@@ -1,0 +1,301 @@
+//! What every RPC shares, written once: shed load beyond the in-flight limit, read the request
+//! id and trace context, bound the call by its deadline (answering DEADLINE_EXCEEDED and
+//! dropping the upstream request when it passes), prove the caller, run the handler, then turn
+//! the result into a status, count it, log one line for it, and write its audit record before
+//! the answer goes.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::Semaphore, time::Instant};
+use tonic::{Request, Response, Status};
+
+use super::status;
+use crate::{
+    auth::{
+        audit::{AuditEntry, Auditor, Ticket},
+        identity::{Authenticator, RequestContext},
+        policy::Rpc,
+    },
+    error::{Error, Invalid},
+    gateway::{Call, CallSetup, Gateway},
+    telemetry::Metrics,
+};
+
+/// How much earlier than the caller's deadline the gateway gives up, so its DEADLINE_EXCEEDED
+/// reaches the caller before the caller's own timer (and before tonic's, which would answer
+/// CANCELLED) fires.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
+
+/// The shared envelope of every RPC. Cloning is shallow.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    gateway: Gateway,
+    authenticator: Arc<Authenticator>,
+    auditor: Arc<Auditor>,
+    metrics: Arc<Metrics>,
+    default_deadline: Duration,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Envelope {
+    /// Joins the core to what the envelope needs. Calls without a `grpc-timeout` get
+    /// `default_deadline`; beyond `max_in_flight` concurrent calls, new ones are refused at once.
+    pub fn new(
+        gateway: Gateway,
+        authenticator: Authenticator,
+        auditor: Auditor,
+        metrics: Arc<Metrics>,
+        default_deadline: Duration,
+        max_in_flight: usize,
+    ) -> Self {
+        Self {
+            gateway,
+            authenticator: Arc::new(authenticator),
+            auditor: Arc::new(auditor),
+            metrics,
+            default_deadline,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        }
+    }
+
+    /// Serves one RPC: `handler` converts the request, calls the core once and converts back.
+    pub(super) async fn serve<Req, Resp>(
+        &self,
+        rpc: Rpc,
+        request: Request<Req>,
+        handler: impl AsyncFnOnce(&Gateway, &mut Call, Req) -> Result<Resp, Error>,
+    ) -> Result<Response<Resp>, Status> {
+        let context = RequestContext::from_request(&request);
+        let facts = AuditEntry::new(rpc, &context.request_id, context.peer);
+        let deadline = self.deadline(&request);
+        let work = self.run(&context, deadline, facts, request.into_inner(), handler);
+        #[cfg(feature = "otlp")]
+        let work = tracing::Instrument::instrument(
+            work,
+            crate::telemetry::otlp::rpc_span(rpc.name(), context.traceparent.as_deref()),
+        );
+        let (result, facts, workos_request_id) = work.await;
+        let mut answer = self
+            .conclude(facts, &context, workos_request_id.as_deref(), result)
+            .await
+            .map(Response::new);
+        let metadata = match &mut answer {
+            Ok(response) => response.metadata_mut(),
+            Err(status) => status.metadata_mut(),
+        };
+        // The call's request id and WorkOS's, so a caller can quote both to support.
+        if let Ok(value) = context.request_id.parse() {
+            metadata.insert("x-request-id", value);
+        }
+        if let Some(value) = workos_request_id.and_then(|id| id.parse().ok()) {
+            metadata.insert("x-workos-request-id", value);
+        }
+        answer
+    }
+
+    async fn run<Req, Resp>(
+        &self,
+        context: &RequestContext,
+        deadline: Instant,
+        facts: AuditEntry,
+        body: Req,
+        handler: impl AsyncFnOnce(&Gateway, &mut Call, Req) -> Result<Resp, Error>,
+    ) -> (Result<Resp, Error>, AuditEntry, Option<String>) {
+        let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
+            return (Err(Error::Overloaded), facts, None);
+        };
+        let _in_flight = self.metrics.in_flight();
+        let caller =
+            match tokio::time::timeout_at(deadline, self.authenticator.authenticate(context)).await
+            {
+                Ok(Ok(caller)) => caller,
+                Ok(Err(error)) => return (Err(error.into()), facts, None),
+                Err(_) => return (Err(Error::DeadlineExceeded), facts, None),
+            };
+        let acting_user = match context.acting_user() {
+            Ok(user) => user.map(str::to_owned),
+            Err(problem) => {
+                let mut facts = facts;
+                facts.caller(&caller);
+                return (
+                    Err(Invalid::field("x-acting-user", problem).into()),
+                    facts,
+                    None,
+                );
+            }
+        };
+        let setup = CallSetup {
+            deadline,
+            request_id: context.request_id.clone(),
+            traceparent: crate::telemetry::upstream_traceparent(context.traceparent.as_deref()),
+            acting_user,
+        };
+        let mut call = self.gateway.begin(caller, setup, facts);
+        let result = tokio::time::timeout_at(deadline, handler(&self.gateway, &mut call, body))
+            .await
+            .unwrap_or(Err(Error::DeadlineExceeded));
+        let (facts, workos_request_id) = call.finish();
+        (result, facts, workos_request_id)
+    }
+
+    /// When this call must be answered: the caller's `grpc-timeout` (a little early), at most the
+    /// configured default.
+    fn deadline<T>(&self, request: &Request<T>) -> Instant {
+        let now = Instant::now();
+        let asked = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map(|timeout| timeout.saturating_sub(DEADLINE_MARGIN));
+        now + asked.map_or(self.default_deadline, |t| t.min(self.default_deadline))
+    }
+
+    /// Converts the call's result to its gRPC answer, counts it, logs one line for it, and
+    /// writes the audit record when one is due.
+    async fn conclude<T>(
+        &self,
+        facts: AuditEntry,
+        context: &RequestContext,
+        workos_request_id: Option<&str>,
+        result: Result<T, Error>,
+    ) -> Result<T, Status> {
+        let reason = result.as_ref().err().map(Error::reason);
+        let denied = result.as_ref().err().is_some_and(Error::is_denial);
+        let result = result.map_err(status::from_error);
+        let code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        let latency = facts.elapsed();
+        let method = facts.rpc().name();
+        // Caller labels stay a bounded set: the identities the policy names.
+        let caller = match facts.caller_identity() {
+            None => "unauthenticated",
+            Some(identity) if self.gateway.knows(identity) => identity,
+            Some(_) => "unknown",
+        };
+        let code_name = crate::auth::audit::code_name(code);
+        self.metrics.rpc(method, caller, code_name, latency);
+        tracing::info!(
+            target: crate::telemetry::RPC_LOG_TARGET,
+            method,
+            caller = facts.caller_identity().unwrap_or(""),
+            code = code_name,
+            reason = reason.unwrap_or(""),
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            request_id = %context.request_id,
+            workos_request_id = workos_request_id.unwrap_or(""),
+            "rpc"
+        );
+        let audit = facts
+            .finish(code, reason.map(str::to_owned), denied)
+            .and_then(|record| self.auditor.append(&record));
+        if audit.is_some() || crate::telemetry::rpc_lines_pending() {
+            // Let the other calls ending in this round add their lines, then write them all
+            // with one call per sink; the audit record is written before the answer is sent.
+            let group = GroupWrite {
+                auditor: &self.auditor,
+                audit,
+            };
+            crate::lines::requeue().await;
+            drop(group);
+        }
+        result
+    }
+}
+
+/// Writes a call's pending lines (its audit record, and the per-RPC log lines) when dropped:
+/// after the yield that lets other calls join the group, or when the call is cancelled while it
+/// waits there, so a cancelled call's record is written all the same.
+struct GroupWrite<'a> {
+    auditor: &'a Auditor,
+    audit: Option<Ticket>,
+}
+
+impl Drop for GroupWrite<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.audit.take() {
+            self.auditor.write_through(ticket);
+        }
+        crate::telemetry::write_rpc_lines();
+    }
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_test::{assert_pending, task};
+
+    use super::*;
+    use crate::auth::{PolicyStore, audit::AuditTarget};
+
+    #[test]
+    fn grpc_timeouts_are_read_with_their_units() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        for bad in ["", "m", "123456789S", "10x", "-5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_cancelled_while_its_record_waits_for_its_group_still_has_it_written() {
+        let path = std::env::temp_dir().join(format!(
+            "portal-gateway-audit-cancelled-{}.jsonl",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let auditor = Auditor::open(&AuditTarget::File(path.clone())).expect("audit file");
+        let settings = crate::workos::Settings::new(
+            url::Url::parse("http://127.0.0.1:9").expect("url"),
+            secrecy::SecretString::from("sk_test_unused"),
+        );
+        let metrics = Arc::new(Metrics::default());
+        let workos = crate::workos::Client::new(&settings, metrics.clone()).expect("client");
+        let envelope = Envelope::new(
+            Gateway::new(workos, Default::default(), PolicyStore::default()),
+            Authenticator::default(),
+            auditor,
+            metrics,
+            Duration::from_secs(1),
+            8,
+        );
+        let context = RequestContext::from_request(&Request::new(()));
+        let facts = AuditEntry::new(Rpc::GenerateLink, "cancelled-call", None);
+        // The first poll queues the record and yields so that other calls can join its group;
+        // the caller goes away right then.
+        let mut call = task::spawn(envelope.conclude(facts, &context, None, Ok::<(), Error>(())));
+        assert_pending!(call.poll());
+        assert_eq!(std::fs::read_to_string(&path).expect("audit file"), "");
+        drop(call);
+        let written = std::fs::read_to_string(&path).expect("audit file");
+        let _ = std::fs::remove_file(&path);
+        let records: Vec<serde_json::Value> = written
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("JSON line"))
+            .collect();
+        assert_eq!(records.len(), 1, "{written}");
+        assert_eq!(records[0]["rpc"], "GenerateLink");
+        assert_eq!(records[0]["request_id"], "cancelled-call");
+        assert_eq!(records[0]["outcome"], "OK");
+    }
+}

@@ -1,0 +1,118 @@
+//! The one place an [`Error`] becomes a `tonic::Status`.
+//!
+//! Every status carries exactly one `ErrorInfo` (the error's reason, domain `adminportal.v1`)
+//! plus the detail that fits: `BadRequest` naming proto fields, `ResourceInfo` on NOT_FOUND and
+//! ALREADY_EXISTS, `RetryInfo` where retrying helps, `QuotaFailure` naming the quota. Upstream
+//! failures are logged here, once, with WorkOS's request id; the caller gets a code, a reason and
+//! the request id, never the upstream body.
+
+use std::{collections::HashMap, time::Duration};
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+use crate::error::{ERROR_DOMAIN, Error, Upstream, UpstreamClass};
+
+/// Converts a failed call's error into its status.
+pub(crate) fn from_error(error: Error) -> Status {
+    let reason = error.reason();
+    let mut details = ErrorDetails::new();
+    let mut metadata = HashMap::new();
+    let (code, message) = match error {
+        Error::Invalid(invalid) => {
+            for v in &invalid.violations {
+                details.add_bad_request_violation(v.field.clone(), v.description.clone());
+            }
+            (Code::InvalidArgument, invalid.to_string())
+        }
+        Error::NotFound {
+            resource_type,
+            name,
+            ..
+        } => {
+            details.set_resource_info(
+                resource_type,
+                name.clone(),
+                "",
+                format!("no {resource_type} {name}"),
+            );
+            (Code::NotFound, format!("{resource_type} {name} not found"))
+        }
+        Error::AlreadyExists {
+            resource_type,
+            name,
+            description,
+            ..
+        } => {
+            details.set_resource_info(resource_type, name, "", description.clone());
+            (Code::AlreadyExists, description)
+        }
+        Error::Unauthenticated { description, .. } => (Code::Unauthenticated, description),
+        // A URL outside the caller's allow-list is a bad argument the caller can fix, so it is
+        // INVALID_ARGUMENT naming the field; every other denial is PERMISSION_DENIED.
+        Error::Denied {
+            explanation,
+            field: Some(field),
+            ..
+        } => {
+            details.add_bad_request_violation(field, explanation.clone());
+            (Code::InvalidArgument, explanation)
+        }
+        Error::Denied { explanation, .. } => (Code::PermissionDenied, explanation),
+        Error::DeadlineExceeded => (
+            Code::DeadlineExceeded,
+            "the deadline passed before the call finished".to_owned(),
+        ),
+        Error::Overloaded => {
+            details.set_retry_info(Some(Duration::from_millis(100)));
+            (
+                Code::ResourceExhausted,
+                "the gateway is at its in-flight limit; retry shortly".to_owned(),
+            )
+        }
+        Error::Upstream(upstream) => upstream_status(*upstream, &mut details, &mut metadata),
+    };
+    details.set_error_info(reason, ERROR_DOMAIN, metadata);
+    Status::with_error_details(code, message, details)
+}
+
+fn upstream_status(
+    upstream: Upstream,
+    details: &mut ErrorDetails,
+    metadata: &mut HashMap<String, String>,
+) -> (Code, String) {
+    if let Some(log) = &upstream.log {
+        let request_id = upstream.workos_request_id.as_deref().unwrap_or("");
+        if log.is_error {
+            tracing::error!(workos_request_id = request_id, "{}", log.text);
+        } else {
+            tracing::warn!(workos_request_id = request_id, "{}", log.text);
+        }
+    }
+    if let Some(id) = upstream.workos_request_id {
+        metadata.insert("workos_request_id".to_owned(), id);
+    }
+    if let Some(code) = upstream.workos_code {
+        metadata.insert("workos_code".to_owned(), code);
+    }
+    for v in upstream.field_violations {
+        details.add_bad_request_violation(v.field, v.description);
+    }
+    if let Some(subject) = upstream.quota_subject {
+        details
+            .add_quota_failure_violation(subject, "the gateway's WorkOS quota for this is spent");
+    }
+    if let Some(delay) = upstream.retry_after {
+        details.set_retry_info(Some(delay));
+    }
+    let code = match upstream.class {
+        UpstreamClass::Unavailable => Code::Unavailable,
+        UpstreamClass::Timeout => Code::DeadlineExceeded,
+        UpstreamClass::Internal => Code::Internal,
+        UpstreamClass::InvalidArgument => Code::InvalidArgument,
+        UpstreamClass::NotFound => Code::NotFound,
+        UpstreamClass::Conflict => Code::AlreadyExists,
+        UpstreamClass::Exhausted => Code::ResourceExhausted,
+    };
+    (code, upstream.message)
+}

@@ -1,0 +1,392 @@
+//! The circuit breaker, as the outermost tower layer: it judges *calls* (a call with all of its
+//! retries), not attempts. A route family's circuit opens when, over a sliding window, at least
+//! `failure_threshold` calls failed and they were at least `failure_rate` of the window's calls;
+//! then calls fail fast until `open_for` has passed and one probe is let through.
+//!
+//! So scattered failures that retries absorb never open it, while a full outage opens it within
+//! a few calls. Only failures that say WorkOS is unhealthy count; a call refused by the quota or
+//! dropped by its caller teaches nothing and releases a probe it held.
+//!
+//! Time comes from `tokio::time`, so tests can pause it.
+
+use std::{
+    sync::{Arc, Mutex},
+    task::Poll,
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use super::{
+    BreakerSettings, Error, Observe,
+    transport::{Answer, Exchange, Family, Pending},
+};
+
+/// The state of one breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls flow.
+    Closed,
+    /// Calls fail fast.
+    Open,
+    /// One probe is in flight.
+    HalfOpen,
+}
+
+/// How many slices the window is counted in.
+const SLICES: u32 = 10;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slice {
+    /// Which slice of time this is (time since the breaker's origin / slice length).
+    epoch: u64,
+    calls: u32,
+    failures: u32,
+}
+
+#[derive(Debug)]
+struct State {
+    slices: [Slice; SLICES as usize],
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+/// A circuit breaker for one route family.
+#[derive(Debug)]
+pub(super) struct Breaker {
+    settings: BreakerSettings,
+    family: Family,
+    origin: Instant,
+    state: Mutex<State>,
+}
+
+impl Breaker {
+    fn new(settings: BreakerSettings, family: Family) -> Self {
+        Self {
+            settings,
+            family,
+            origin: Instant::now(),
+            state: Mutex::new(State {
+                slices: [Slice::default(); SLICES as usize],
+                open_until: None,
+                probing: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Lets a call through, or says how long until the next probe.
+    fn admit(&self) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        match state.open_until {
+            None => Ok(()),
+            Some(until) if now < until => Err(until - now),
+            Some(_) if state.probing => Err(self.settings.open_for),
+            Some(_) => {
+                state.probing = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives back an admission whose call taught nothing about WorkOS's health: a half-open
+    /// probe is released for the next call.
+    fn abandon(&self) {
+        self.lock().probing = false;
+    }
+
+    /// Records the outcome of an admitted call.
+    fn record(&self, healthy: bool) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.open_until.is_some() {
+            if healthy {
+                tracing::info!(
+                    family = self.family.name(),
+                    "WorkOS recovered: circuit closed"
+                );
+                state.slices = [Slice::default(); SLICES as usize];
+                state.open_until = None;
+            } else if state.probing {
+                tracing::warn!(family = self.family.name(), open_for = ?self.settings.open_for, "the probe failed: circuit open again");
+                state.open_until = Some(now + self.settings.open_for);
+            }
+            state.probing = false;
+            return;
+        }
+        let slice_length = (self.settings.window / SLICES).max(Duration::from_millis(1));
+        let epoch = (now.duration_since(self.origin).as_nanos() / slice_length.as_nanos()) as u64;
+        let slice = &mut state.slices[(epoch % u64::from(SLICES)) as usize];
+        if slice.epoch != epoch {
+            *slice = Slice {
+                epoch,
+                ..Slice::default()
+            };
+        }
+        slice.calls += 1;
+        slice.failures += u32::from(!healthy);
+        if healthy {
+            return;
+        }
+        let (calls, failures) = state
+            .slices
+            .iter()
+            .filter(|s| s.epoch + u64::from(SLICES) > epoch)
+            .fold((0u32, 0u32), |(c, f), s| (c + s.calls, f + s.failures));
+        if failures >= self.settings.failure_threshold
+            && f64::from(failures) >= self.settings.failure_rate * f64::from(calls)
+        {
+            tracing::warn!(family = self.family.name(), failures, calls, open_for = ?self.settings.open_for, "WorkOS is failing: circuit open");
+            state.open_until = Some(now + self.settings.open_for);
+        }
+    }
+
+    /// The current state.
+    pub(super) fn state(&self) -> BreakerState {
+        let state = self.lock();
+        match state.open_until {
+            None => BreakerState::Closed,
+            Some(_) if state.probing => BreakerState::HalfOpen,
+            Some(_) => BreakerState::Open,
+        }
+    }
+}
+
+/// Releases the admission when a call ends without an outcome (its caller went away).
+struct Admission {
+    breaker: Option<Arc<Breaker>>,
+}
+
+impl Admission {
+    /// The call ended with an outcome that was recorded: nothing to give back.
+    fn settled(mut self) {
+        self.breaker = None;
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(breaker) = self.breaker.take() {
+            breaker.abandon();
+        }
+    }
+}
+
+/// One breaker per route family.
+#[derive(Debug, Clone)]
+pub(super) struct BreakerLayer {
+    organizations: Arc<Breaker>,
+    portal: Arc<Breaker>,
+    observe: Arc<dyn Observe>,
+}
+
+impl BreakerLayer {
+    pub(super) fn new(settings: &BreakerSettings, observe: Arc<dyn Observe>) -> Self {
+        Self {
+            organizations: Arc::new(Breaker::new(settings.clone(), Family::Organizations)),
+            portal: Arc::new(Breaker::new(settings.clone(), Family::Portal)),
+            observe,
+        }
+    }
+
+    fn breaker(&self, family: Family) -> &Arc<Breaker> {
+        match family {
+            Family::Organizations => &self.organizations,
+            Family::Portal => &self.portal,
+        }
+    }
+
+    /// Each family's circuit, for health and metrics.
+    pub(super) fn states(&self) -> [(&'static str, BreakerState); 2] {
+        [
+            (Family::Organizations.name(), self.organizations.state()),
+            (Family::Portal.name(), self.portal.state()),
+        ]
+    }
+}
+
+impl<S> tower::Layer<S> for BreakerLayer {
+    type Service = BreakerService<S>;
+
+    fn layer(&self, inner: S) -> BreakerService<S> {
+        BreakerService {
+            layer: self.clone(),
+            inner,
+        }
+    }
+}
+
+/// The breaker's service.
+#[derive(Debug, Clone)]
+pub(super) struct BreakerService<S> {
+    layer: BreakerLayer,
+    inner: S,
+}
+
+impl<S> tower::Service<Exchange> for BreakerService<S>
+where
+    S: tower::Service<Exchange, Response = Answer, Error = Error>,
+    S::Future: Send + 'static,
+{
+    type Response = Answer;
+    type Error = Error;
+    type Future = Pending<Answer>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, exchange: Exchange) -> Self::Future {
+        let family = exchange.route.family;
+        let breaker = self.layer.breaker(family).clone();
+        if let Err(retry_after) = breaker.admit() {
+            return Box::pin(std::future::ready(Err(Error::CircuitOpen { retry_after })));
+        }
+        let admission = Admission {
+            breaker: Some(breaker.clone()),
+        };
+        let observe = self.layer.observe.clone();
+        let call = self.inner.call(exchange);
+        Box::pin(async move {
+            let result = call.await;
+            match &result {
+                Ok(_) => breaker.record(true),
+                Err(error) if error.is_upstream_failure() => breaker.record(false),
+                // WorkOS answered (a 4xx): it is healthy.
+                Err(Error::Api { .. }) => breaker.record(true),
+                // Refused here or cut short: nothing was learned.
+                Err(_) => breaker.abandon(),
+            }
+            admission.settled();
+            observe.breaker(family.name(), breaker.state());
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_test::{assert_pending, assert_ready, task};
+
+    use super::*;
+
+    fn breaker(failure_threshold: u32) -> Breaker {
+        Breaker::new(
+            BreakerSettings {
+                failure_threshold,
+                failure_rate: 0.5,
+                window: Duration::from_secs(10),
+                open_for: Duration::from_secs(5),
+            },
+            Family::Portal,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_outage_opens_it_and_one_probe_at_a_time_closes_it() {
+        let breaker = breaker(3);
+        for _ in 0..3 {
+            assert!(breaker.admit().is_ok());
+            breaker.record(false);
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+        assert_eq!(breaker.admit(), Err(Duration::from_secs(5)));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(breaker.admit().is_ok(), "one probe");
+        assert!(breaker.admit().is_err(), "only one probe at a time");
+        breaker.record(false);
+        assert!(breaker.admit().is_err(), "a failed probe reopens");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(breaker.admit().is_ok());
+        breaker.record(true);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scattered_failures_below_the_rate_keep_it_closed() {
+        let breaker = breaker(5);
+        // One call in four fails, for a long time: far more failures than the threshold, but
+        // never half of the window's calls.
+        for i in 0..400 {
+            assert!(breaker.admit().is_ok(), "call {i}");
+            breaker.record(i % 4 != 0);
+            tokio::time::advance(Duration::from_millis(50)).await;
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_failures_slide_out_of_the_window() {
+        let breaker = breaker(3);
+        breaker.record(false);
+        breaker.record(false);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        breaker.record(false);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Closed,
+            "only one failure is recent"
+        );
+        breaker.record(false);
+        breaker.record(false);
+        assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_whose_caller_goes_away_is_released() {
+        let layer = BreakerLayer::new(
+            &BreakerSettings {
+                failure_threshold: 1,
+                ..BreakerSettings::default()
+            },
+            Arc::new(()),
+        );
+        let portal = layer.breaker(Family::Portal).clone();
+        portal.record(false);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        // A call that never answers: the probe is held while it runs.
+        let mut service = tower::Layer::layer(
+            &layer,
+            tower::service_fn(|_: Exchange| std::future::pending::<Result<Answer, Error>>()),
+        );
+        let mut probe = task::spawn(tower::Service::call(&mut service, exchange()));
+        assert_pending!(probe.poll());
+        assert_eq!(portal.state(), BreakerState::HalfOpen);
+        let mut refused = task::spawn(tower::Service::call(&mut service, exchange()));
+        assert!(matches!(
+            assert_ready!(refused.poll()),
+            Err(Error::CircuitOpen { .. })
+        ));
+        drop(probe);
+        assert_eq!(portal.state(), BreakerState::Open, "nothing was learned");
+        assert!(portal.admit().is_ok(), "the next call may probe");
+    }
+
+    fn exchange() -> Exchange {
+        static ROUTE: super::super::transport::Route = super::super::transport::Route {
+            name: "POST /portal/generate_link",
+            method: http::Method::POST,
+            family: Family::Portal,
+            delete: false,
+        };
+        Exchange {
+            route: &ROUTE,
+            url: url::Url::parse("http://127.0.0.1/portal/generate_link").expect("url"),
+            body: None,
+            idempotency_key: None,
+            call: Arc::new(super::super::CallContext {
+                deadline: Instant::now() + Duration::from_secs(60),
+                caller: Arc::from("test"),
+                caller_per_minute: None,
+                request_id: "test".into(),
+                traceparent: None,
+            }),
+        }
+    }
+}
