@@ -53,3 +53,116 @@ pub async fn run_with_admin(
 ) -> Result<(), ServeError> {
     server::serve_with_admin(listener, Some(admin), config, shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    //! Checks the module boundaries ARCHITECTURE.md states, which one crate cannot make the
+    //! compiler enforce: which modules may name which.
+
+    use std::path::{Path, PathBuf};
+
+    /// The Rust files under `src/<module>` (a folder, or `<module>.rs`).
+    fn files(module: &str) -> Vec<PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let single = root.join(format!("{module}.rs"));
+        if single.exists() {
+            return vec![single];
+        }
+        let mut found = Vec::new();
+        let mut folders = vec![root.join(module)];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).expect("a module folder") {
+                let path = entry.expect("an entry").path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    found.push(path);
+                }
+            }
+        }
+        assert!(!found.is_empty(), "no files for {module}");
+        found
+    }
+
+    /// Every code line (comments left out) of `module` that names one of `forbidden`.
+    fn naming(module: &str, forbidden: &[&str]) -> Vec<String> {
+        let mut hits = Vec::new();
+        for file in files(module) {
+            let text = std::fs::read_to_string(&file).expect("a source file");
+            for (number, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                if forbidden.iter().any(|name| code.contains(name)) {
+                    hits.push(format!(
+                        "{}:{}: {}",
+                        file.display(),
+                        number + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+        hits
+    }
+
+    #[test]
+    fn module_boundaries_hold() {
+        let rules: [(&str, &[&str]); 6] = [
+            // The adapters talk to the core only.
+            ("grpc", &["workos::"]),
+            // The WorkOS client knows nothing of callers, the policy, gRPC or metrics.
+            (
+                "workos",
+                &[
+                    "crate::auth",
+                    "crate::grpc",
+                    "crate::gateway",
+                    "crate::telemetry",
+                    "tonic",
+                ],
+            ),
+            // The emulator is an independent implementation of WorkOS's contract.
+            (
+                "emulator",
+                &[
+                    "crate::workos",
+                    "crate::gateway",
+                    "crate::grpc",
+                    "crate::auth",
+                    "workos::",
+                ],
+            ),
+            // Domain types and the core's error import nothing above them.
+            (
+                "domain",
+                &[
+                    "crate::auth",
+                    "crate::workos",
+                    "crate::grpc",
+                    "crate::gateway",
+                    "tonic",
+                ],
+            ),
+            (
+                "error",
+                &[
+                    "crate::auth",
+                    "crate::workos",
+                    "crate::grpc",
+                    "crate::gateway",
+                    "tonic",
+                ],
+            ),
+            // The core never sees proto types.
+            ("gateway", &["crate::proto", "proto::", "crate::grpc"]),
+        ];
+        let mut broken = Vec::new();
+        for (module, forbidden) in rules {
+            broken.extend(naming(module, forbidden));
+        }
+        assert!(
+            broken.is_empty(),
+            "boundaries crossed:\n{}",
+            broken.join("\n")
+        );
+    }
+}

@@ -152,8 +152,7 @@ pub async fn serve_with_admin(
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::default();
-    let workos = workos::Client::new(&config.workos, metrics.clone())?;
-    let key_rejected = workos.key_rejected();
+
     let jwt = match config.auth.jwt.clone() {
         Some(settings) => Some(JwtVerifier::new(settings).await.map_err(ServeError::Jwks)?),
         None => None,
@@ -175,7 +174,13 @@ pub async fn serve_with_admin(
     }
     let policy = PolicyStore::new(config.policy.clone());
     let auditor = Auditor::open(&config.audit).map_err(ServeError::Audit)?;
-    let gateway = Gateway::new(workos, config.portal.clone(), policy.clone());
+    let gateway = Gateway::connect(
+        &config.workos,
+        metrics.clone(),
+        config.portal.clone(),
+        policy.clone(),
+    )?;
+    let key_rejected = gateway.workos_key_rejected();
     let envelope = grpc::Envelope::new(
         gateway,
         authenticator,

@@ -109,6 +109,14 @@ fn the_proxy_comes_from_the_file_or_the_environment_and_no_proxy_exempts_the_hos
         exempted.is_some_and(|p| p.contains("x, .workos.com")),
         "NO_PROXY is kept with the proxy"
     );
+    let everything = proxy_of(
+        "",
+        &[
+            ("HTTPS_PROXY", "http://egress.internal:3128"),
+            ("NO_PROXY", "x, *"),
+        ],
+    );
+    assert_eq!(everything, None, "NO_PROXY=* exempts every host");
     // The file wins over the environment, and an empty value turns the proxy off.
     let file = "[workos]\nproxy = \"http://file.internal:3128\"\n";
     let chosen = proxy_of(file, &[("HTTPS_PROXY", "http://egress.internal:3128")]);

@@ -195,6 +195,22 @@ impl Gateway {
         }
     }
 
+    /// Builds the WorkOS client from its settings and wires the core to it.
+    pub fn connect(
+        settings: &workos::Settings,
+        observe: Arc<dyn workos::Observe>,
+        portal: PortalSettings,
+        policy: PolicyStore,
+    ) -> Result<Self, workos::Error> {
+        let client = workos::Client::new(settings, observe)?;
+        Ok(Self::new(client, portal, policy))
+    }
+
+    /// Watches whether WorkOS rejects the gateway's key, for health reporting.
+    pub fn workos_key_rejected(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.workos.key_rejected()
+    }
+
     /// Portal settings, for request validation at the edge.
     pub fn portal_settings(&self) -> &PortalSettings {
         &self.portal

@@ -265,14 +265,21 @@ mod tests {
         ));
         let _ = std::fs::remove_file(&path);
         let auditor = Auditor::open(&AuditTarget::File(path.clone())).expect("audit file");
-        let settings = crate::workos::Settings::new(
+        let config = crate::Config::development(
+            "127.0.0.1:0".parse().expect("address"),
             url::Url::parse("http://127.0.0.1:9").expect("url"),
             secrecy::SecretString::from("sk_test_unused"),
         );
         let metrics = Arc::new(Metrics::default());
-        let workos = crate::workos::Client::new(&settings, metrics.clone()).expect("client");
+        let gateway = Gateway::connect(
+            &config.workos,
+            metrics.clone(),
+            Default::default(),
+            PolicyStore::default(),
+        )
+        .expect("client");
         let envelope = Envelope::new(
-            Gateway::new(workos, Default::default(), PolicyStore::default()),
+            gateway,
             Authenticator::default(),
             auditor,
             metrics,

@@ -1,10 +1,11 @@
 //! The circuit breaker, as the outermost tower layer: it judges *calls* (a call with all of its
-//! retries), not attempts. A route family's circuit opens when, over a sliding window, at least
-//! `failure_threshold` calls failed and they were at least `failure_rate` of the window's calls;
-//! then calls fail fast until `open_for` has passed and one probe is let through.
+//! retries), not attempts. A route family's circuit opens when, over a sliding window of at least
+//! `minimum_calls` calls, at least `failure_rate` of them failed, or at once after
+//! `failure_threshold` failed calls in a row; then calls fail fast until `open_for` has passed
+//! and one probe is let through.
 //!
-//! So scattered failures that retries absorb never open it, while a full outage opens it within
-//! a few calls. Only failures that say WorkOS is unhealthy count; a call refused by the quota or
+//! So scattered failures that retries absorb never open it, a sustained partial failure does, and
+//! a full outage opens it within a few calls however busy the window was before. Only failures that say WorkOS is unhealthy count; a call refused by the quota or
 //! dropped by its caller teaches nothing and releases a probe it held.
 //!
 //! Time comes from `tokio::time`, so tests can pause it.
@@ -47,6 +48,8 @@ struct Slice {
 #[derive(Debug)]
 struct State {
     slices: [Slice; SLICES as usize],
+    /// Failed calls since the last healthy one.
+    failures_in_a_row: u32,
     open_until: Option<Instant>,
     probing: bool,
 }
@@ -68,6 +71,7 @@ impl Breaker {
             origin: Instant::now(),
             state: Mutex::new(State {
                 slices: [Slice::default(); SLICES as usize],
+                failures_in_a_row: 0,
                 open_until: None,
                 probing: false,
             }),
@@ -80,44 +84,51 @@ impl Breaker {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Lets a call through, or says how long until the next probe.
-    fn admit(&self) -> Result<(), Duration> {
+    /// Lets a call through (saying whether it is the half-open probe), or says how long until
+    /// the next probe.
+    fn admit(&self) -> Result<bool, Duration> {
         let now = Instant::now();
         let mut state = self.lock();
         match state.open_until {
-            None => Ok(()),
+            None => Ok(false),
             Some(until) if now < until => Err(until - now),
             Some(_) if state.probing => Err(self.settings.open_for),
             Some(_) => {
                 state.probing = true;
-                Ok(())
+                Ok(true)
             }
         }
     }
 
     /// Gives back an admission whose call taught nothing about WorkOS's health: a half-open
     /// probe is released for the next call.
-    fn abandon(&self) {
-        self.lock().probing = false;
+    fn abandon(&self, probe: bool) {
+        if probe {
+            self.lock().probing = false;
+        }
     }
 
-    /// Records the outcome of an admitted call.
-    fn record(&self, healthy: bool) {
+    /// Records the outcome of an admitted call (`probe`: it was the half-open probe).
+    fn record(&self, healthy: bool, probe: bool) {
         let now = Instant::now();
         let mut state = self.lock();
         if state.open_until.is_some() {
+            // Any success proves WorkOS answers again; only the probe's failure reopens (a call
+            // admitted before the circuit opened says nothing new).
             if healthy {
                 tracing::info!(
                     family = self.family.name(),
                     "WorkOS recovered: circuit closed"
                 );
                 state.slices = [Slice::default(); SLICES as usize];
+                state.failures_in_a_row = 0;
                 state.open_until = None;
-            } else if state.probing {
+                state.probing = false;
+            } else if probe {
                 tracing::warn!(family = self.family.name(), open_for = ?self.settings.open_for, "the probe failed: circuit open again");
                 state.open_until = Some(now + self.settings.open_for);
+                state.probing = false;
             }
-            state.probing = false;
             return;
         }
         let slice_length = (self.settings.window / SLICES).max(Duration::from_millis(1));
@@ -132,16 +143,18 @@ impl Breaker {
         slice.calls += 1;
         slice.failures += u32::from(!healthy);
         if healthy {
+            state.failures_in_a_row = 0;
             return;
         }
+        state.failures_in_a_row += 1;
         let (calls, failures) = state
             .slices
             .iter()
             .filter(|s| s.epoch + u64::from(SLICES) > epoch)
             .fold((0u32, 0u32), |(c, f), s| (c + s.calls, f + s.failures));
-        if failures >= self.settings.failure_threshold
-            && f64::from(failures) >= self.settings.failure_rate * f64::from(calls)
-        {
+        let rate_exceeded = calls >= self.settings.minimum_calls
+            && f64::from(failures) >= self.settings.failure_rate * f64::from(calls);
+        if rate_exceeded || state.failures_in_a_row >= self.settings.failure_threshold {
             tracing::warn!(family = self.family.name(), failures, calls, open_for = ?self.settings.open_for, "WorkOS is failing: circuit open");
             state.open_until = Some(now + self.settings.open_for);
         }
@@ -161,6 +174,7 @@ impl Breaker {
 /// Releases the admission when a call ends without an outcome (its caller went away).
 struct Admission {
     breaker: Option<Arc<Breaker>>,
+    probe: bool,
 }
 
 impl Admission {
@@ -173,7 +187,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some(breaker) = self.breaker.take() {
-            breaker.abandon();
+            breaker.abandon(self.probe);
         }
     }
 }
@@ -245,23 +259,27 @@ where
     fn call(&mut self, exchange: Exchange) -> Self::Future {
         let family = exchange.route.family;
         let breaker = self.layer.breaker(family).clone();
-        if let Err(retry_after) = breaker.admit() {
-            return Box::pin(std::future::ready(Err(Error::CircuitOpen { retry_after })));
-        }
+        let probe = match breaker.admit() {
+            Ok(probe) => probe,
+            Err(retry_after) => {
+                return Box::pin(std::future::ready(Err(Error::CircuitOpen { retry_after })));
+            }
+        };
         let admission = Admission {
             breaker: Some(breaker.clone()),
+            probe,
         };
         let observe = self.layer.observe.clone();
         let call = self.inner.call(exchange);
         Box::pin(async move {
             let result = call.await;
             match &result {
-                Ok(_) => breaker.record(true),
-                Err(error) if error.is_upstream_failure() => breaker.record(false),
+                Ok(_) => breaker.record(true, probe),
+                Err(error) if error.is_upstream_failure() => breaker.record(false, probe),
                 // WorkOS answered (a 4xx): it is healthy.
-                Err(Error::Api { .. }) => breaker.record(true),
+                Err(Error::Api { .. }) => breaker.record(true, probe),
                 // Refused here or cut short: nothing was learned.
-                Err(_) => breaker.abandon(),
+                Err(_) => breaker.abandon(probe),
             }
             admission.settled();
             observe.breaker(family.name(), breaker.state());
@@ -281,6 +299,7 @@ mod tests {
             BreakerSettings {
                 failure_threshold,
                 failure_rate: 0.5,
+                minimum_calls: 10,
                 window: Duration::from_secs(10),
                 open_for: Duration::from_secs(5),
             },
@@ -293,18 +312,24 @@ mod tests {
         let breaker = breaker(3);
         for _ in 0..3 {
             assert!(breaker.admit().is_ok());
-            breaker.record(false);
+            breaker.record(false, false);
         }
         assert_eq!(breaker.state(), BreakerState::Open);
         assert_eq!(breaker.admit(), Err(Duration::from_secs(5)));
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(breaker.admit().is_ok(), "one probe");
+        assert_eq!(breaker.admit(), Ok(true), "one probe");
         assert!(breaker.admit().is_err(), "only one probe at a time");
-        breaker.record(false);
+        breaker.record(false, false);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::HalfOpen,
+            "a call from before the circuit opened changes nothing"
+        );
+        breaker.record(false, true);
         assert!(breaker.admit().is_err(), "a failed probe reopens");
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(breaker.admit().is_ok());
-        breaker.record(true);
+        assert_eq!(breaker.admit(), Ok(true));
+        breaker.record(true, true);
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
@@ -315,27 +340,72 @@ mod tests {
         // never half of the window's calls.
         for i in 0..400 {
             assert!(breaker.admit().is_ok(), "call {i}");
-            breaker.record(i % 4 != 0);
+            breaker.record(i % 4 != 0, false);
             tokio::time::advance(Duration::from_millis(50)).await;
         }
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn old_failures_slide_out_of_the_window() {
-        let breaker = breaker(3);
-        breaker.record(false);
-        breaker.record(false);
-        tokio::time::advance(Duration::from_secs(11)).await;
-        breaker.record(false);
+    async fn a_sustained_failure_rate_opens_it_and_old_calls_slide_out_of_the_window() {
+        // Never two failures in a row, but two calls in three fail.
+        let breaker = breaker(5);
+        for i in 0..9 {
+            breaker.record(i % 3 == 0, false);
+        }
         assert_eq!(
             breaker.state(),
             BreakerState::Closed,
-            "only one failure is recent"
+            "below the minimum volume"
         );
-        breaker.record(false);
-        breaker.record(false);
+        breaker.record(true, false);
+        breaker.record(false, false);
+        assert_eq!(breaker.state(), BreakerState::Open, "7 of 11 calls failed");
+        // Calls older than the window no longer count.
+        let breaker = breaker_with_window(Duration::from_secs(1));
+        let one_success_then_four_failures = |breaker: &Breaker| {
+            for healthy in [true, false, false, false, false] {
+                breaker.record(healthy, false);
+            }
+        };
+        one_success_then_four_failures(&breaker);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        one_success_then_four_failures(&breaker);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Closed,
+            "5 calls in the window"
+        );
+        one_success_then_four_failures(&breaker);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Open,
+            "8 of 10 calls in the window"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_after_busy_healthy_traffic_opens_it_within_a_few_calls() {
+        let breaker = breaker(5);
+        for _ in 0..1000 {
+            breaker.record(true, false);
+        }
+        for call in 1..=5 {
+            assert_eq!(breaker.state(), BreakerState::Closed, "call {call}");
+            breaker.record(false, false);
+        }
         assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    fn breaker_with_window(window: Duration) -> Breaker {
+        Breaker::new(
+            BreakerSettings {
+                window,
+                minimum_calls: 10,
+                ..BreakerSettings::default()
+            },
+            Family::Portal,
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -348,7 +418,7 @@ mod tests {
             Arc::new(()),
         );
         let portal = layer.breaker(Family::Portal).clone();
-        portal.record(false);
+        portal.record(false, false);
         tokio::time::advance(Duration::from_secs(5)).await;
         // A call that never answers: the probe is held while it runs.
         let mut service = tower::Layer::layer(

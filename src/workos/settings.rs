@@ -79,14 +79,16 @@ impl Default for RetrySettings {
     }
 }
 
-/// Circuit breaker settings. The breaker judges calls (all of a call's attempts together), by
-/// their failure rate over a sliding window.
+/// Circuit breaker settings. The breaker judges calls (all of a call's attempts together): by
+/// their failure rate over a sliding window, and by a run of failed calls.
 #[derive(Debug, Clone)]
 pub struct BreakerSettings {
-    /// The fewest failed calls in the window that can open the circuit (the minimum volume).
+    /// Failed calls in a row that open the circuit at once (a full outage).
     pub failure_threshold: u32,
-    /// The share of the window's calls that must have failed to open it (0.5: half).
+    /// The share of the window's calls that, failed, open it (0.5: half) ...
     pub failure_rate: f64,
+    /// ... once the window holds at least this many calls (the minimum volume).
+    pub minimum_calls: u32,
     /// How far back calls count.
     pub window: Duration,
     /// How long it stays open before one probe is let through.
@@ -98,6 +100,7 @@ impl Default for BreakerSettings {
         Self {
             failure_threshold: 5,
             failure_rate: 0.5,
+            minimum_calls: 20,
             window: Duration::from_secs(10),
             open_for: Duration::from_secs(5),
         }
@@ -213,6 +216,7 @@ struct RawRetry {
 struct RawBreaker {
     failure_threshold: Option<u32>,
     failure_rate: Option<f64>,
+    minimum_calls: Option<u32>,
     window: Option<String>,
     open_for: Option<String>,
 }
@@ -366,6 +370,11 @@ impl RawBreaker {
                 defaults.failure_threshold,
             ),
             failure_rate,
+            minimum_calls: problems.positive(
+                "workos.breaker.minimum_calls",
+                self.minimum_calls,
+                defaults.minimum_calls,
+            ),
             window: problems.duration(
                 "workos.breaker.window",
                 self.window.as_deref(),
@@ -429,7 +438,12 @@ fn proxy(
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     };
-    if loopback {
+    // `*` exempts every host; reqwest's matcher would apply it to names only, not addresses.
+    let everything = environment
+        .no_proxy
+        .as_deref()
+        .is_some_and(|list| list.split(',').any(|entry| entry.trim() == "*"));
+    if loopback || everything {
         return None;
     }
     problems

@@ -295,3 +295,102 @@ impl tower::Service<Exchange> for Transport {
         Box::pin(self.clone().send(exchange))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use secrecy::SecretString;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::{
+        domain::OrganizationId,
+        workos::{Call, Client, settings::ProxySettings},
+    };
+
+    /// A "proxy" that counts the connections made to it and closes them.
+    async fn counting_proxy() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        (format!("http://{address}"), connections)
+    }
+
+    async fn emulator() -> (Url, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = crate::emulator::origin_of(listener.local_addr().expect("address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let options = crate::emulator::Options {
+            api_key: "sk_test_transport".into(),
+            seed: Some(1),
+        };
+        tokio::spawn(crate::emulator::serve(listener, options, async {
+            let _ = stopped.await;
+        }));
+        (Url::parse(&url).expect("url"), stop)
+    }
+
+    /// Reads an organization that does not exist: WorkOS's 404 proves the request got there.
+    async fn read_through(base_url: &Url, proxy: ProxySettings) -> Result<(), Error> {
+        let mut settings = Settings::new(base_url.clone(), SecretString::from("sk_test_transport"));
+        settings.proxy = Some(proxy);
+        settings.retry.max_attempts = 1;
+        let client = Client::new(&settings, Arc::new(())).expect("client");
+        let mut call = Call::new(CallContext {
+            deadline: Instant::now() + Duration::from_secs(5),
+            caller: Arc::from("test"),
+            caller_per_minute: None,
+            request_id: "test".into(),
+            traceparent: None,
+        });
+        let id = OrganizationId::parse("org_01EHWNCE74X7JSDV0X3SZ3KJNY").expect("id");
+        client.get_organization(&mut call, &id).await.map(drop)
+    }
+
+    #[tokio::test]
+    async fn no_proxy_entries_send_matching_hosts_direct_and_others_through_the_proxy() {
+        let (base_url, _stop) = emulator().await;
+        let mut by_name = base_url.clone();
+        by_name.set_host(Some("localhost")).expect("host");
+        for (base_url, no_proxy) in [
+            (&base_url, "127.0.0.1"),
+            (&base_url, "example.com, 127.0.0.0/8"),
+            (&by_name, "localhost"),
+            (&by_name, ".example.com,.localhost"),
+        ] {
+            let (proxy, connections) = counting_proxy().await;
+            let proxy = ProxySettings {
+                url: SecretString::from(proxy),
+                no_proxy: Some(no_proxy.to_owned()),
+            };
+            let result = read_through(base_url, proxy).await;
+            assert!(
+                matches!(result, Err(Error::Api { status: 404, .. })),
+                "NO_PROXY={no_proxy}: {result:?}"
+            );
+            assert_eq!(connections.load(Ordering::SeqCst), 0, "NO_PROXY={no_proxy}");
+        }
+        let (proxy, connections) = counting_proxy().await;
+        let proxy = ProxySettings {
+            url: SecretString::from(proxy),
+            no_proxy: Some("example.com".into()),
+        };
+        let result = read_through(&base_url, proxy).await;
+        assert!(
+            matches!(result, Err(Error::Transport { .. })),
+            "the proxy hung up: {result:?}"
+        );
+        assert!(
+            connections.load(Ordering::SeqCst) >= 1,
+            "went through the proxy"
+        );
+    }
+}

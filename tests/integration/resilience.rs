@@ -188,6 +188,84 @@ async fn r3_a_full_outage_opens_the_breaker_and_it_recovers_after_one_probe_peri
     );
 }
 
+/// Mints a link for organization `id`; returns the failure's reason, if any.
+async fn mint(app: &TestApp, id: &str) -> Result<(), tonic::Status> {
+    let request = proto::GenerateLinkRequest {
+        organization: Some(proto::generate_link_request::Organization::OrganizationId(
+            id.into(),
+        )),
+        intent: Intent::Sso as i32,
+        ..Default::default()
+    };
+    app.portal.clone().generate_link(request).await.map(drop)
+}
+
+#[tokio::test]
+async fn r13_the_breaker_judges_calls_so_absorbed_failures_never_open_it_and_an_outage_does() {
+    // Default breaker and budget; a short backoff only so the test runs quickly.
+    let app = app_with(&format!(
+        "{NO_CACHE}[workos.retry]\nbackoff_base = \"1ms\"\n"
+    ))
+    .await;
+    let id = org(&app, "acme").await;
+    app.emulator
+        .fault(json!({"route": "POST /portal/generate_link", "status": 503, "probability": 0.3}))
+        .await;
+    app.emulator
+        .control(Method::DELETE, "/requests", None)
+        .await;
+    let n = 300;
+    let mut failures = Vec::new();
+    for _ in 0..n {
+        if let Err(status) = mint(&app, &id).await {
+            failures.push(status);
+        }
+    }
+    let upstream = app.emulator.count("POST /portal/generate_link").await;
+    let ok = n - failures.len();
+    let ratio = upstream as f64 / n as f64;
+    eprintln!(
+        "R13: {ok}/{n} OK with 30% 503s, {ratio:.3} WorkOS calls per RPC, failures {:?}",
+        failures.iter().map(reason).collect::<Vec<_>>()
+    );
+    assert!(ok * 100 >= n * 95, "{ok} of {n} succeeded");
+    assert!(ratio <= 1.5, "{ratio:.3} WorkOS calls per RPC");
+    assert!(
+        failures.iter().all(|s| reason(s) != "WORKOS_CIRCUIT_OPEN"),
+        "the breaker opened on failures the retries absorbed"
+    );
+    // A full outage: the breaker opens after a few failed calls, then calls fail fast.
+    app.emulator.control(Method::DELETE, "/faults", None).await;
+    app.emulator
+        .fault(json!({"route": "POST /portal/generate_link", "status": 503}))
+        .await;
+    let mut calls_until_open = 0;
+    loop {
+        calls_until_open += 1;
+        let status = mint(&app, &id).await.expect_err("WorkOS is down");
+        if reason(&status) == "WORKOS_CIRCUIT_OPEN" {
+            break;
+        }
+        assert!(calls_until_open <= 10, "the breaker never opened");
+    }
+    let before = app.emulator.count("POST /portal/generate_link").await;
+    let started = Instant::now();
+    for _ in 0..20 {
+        let status = mint(&app, &id).await.expect_err("open");
+        assert_eq!(reason(&status), "WORKOS_CIRCUIT_OPEN");
+        assert!(details(&status).retry_info().is_some());
+    }
+    let fast = started.elapsed() / 20;
+    eprintln!("R13: open after {calls_until_open} calls of an outage; {fast:?} per refused call");
+    assert!(calls_until_open <= 6, "{calls_until_open} calls");
+    assert_eq!(
+        app.emulator.count("POST /portal/generate_link").await,
+        before,
+        "an open circuit sends nothing"
+    );
+    assert!(fast < Duration::from_millis(50), "{fast:?} per call");
+}
+
 #[tokio::test]
 async fn r4_a_committed_create_that_fails_is_retried_with_the_same_key_and_creates_one() {
     let app = app_with("").await;

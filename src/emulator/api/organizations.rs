@@ -1,0 +1,281 @@
+//! Organizations: create, read (by id or external id), list, update, delete.
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode},
+};
+use serde_json::json;
+
+use super::{
+    ApiResult, OrganizationInputParts, check_conflicts, idempotent, insert_organization,
+    parse_organization,
+};
+use crate::emulator::{
+    Shared,
+    state::{DomainState, Organization},
+    wire::{ApiError, JsonObject, json_response},
+};
+
+pub(crate) async fn create_organization(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> ApiResult {
+    let input = parse_organization(&body, true)?;
+    idempotent(&shared, &headers, "POST /organizations", &body, |store| {
+        check_conflicts(store, &input, None)?;
+        let parts = OrganizationInputParts {
+            domains: input.domains.clone().unwrap_or_default(),
+            metadata: input.metadata.clone().unwrap_or_default(),
+            external_id: input.external_id.clone().flatten(),
+            allow_profiles_outside_organization: input
+                .allow_profiles_outside_organization
+                .unwrap_or(false),
+        };
+        let organization =
+            insert_organization(store, None, input.name.clone().unwrap_or_default(), parts);
+        Ok((StatusCode::CREATED, organization.to_json()))
+    })
+}
+
+pub(crate) async fn get_organization(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let store = shared.store();
+    let organization = store
+        .organizations
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("Organization", &id))?;
+    Ok(json_response(StatusCode::OK, &organization.to_json()))
+}
+
+pub(crate) async fn get_organization_by_external_id(
+    State(shared): State<Shared>,
+    Path(external_id): Path<String>,
+) -> ApiResult {
+    let store = shared.store();
+    let organization = store
+        .by_external_id
+        .get(&external_id)
+        .and_then(|id| store.organizations.get(id))
+        .ok_or_else(|| ApiError::not_found("Organization with external id", &external_id))?;
+    Ok(json_response(StatusCode::OK, &organization.to_json()))
+}
+
+pub(crate) async fn update_organization(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> ApiResult {
+    let input = parse_organization(&body, false)?;
+    let mut store = shared.store();
+    if !store.organizations.contains_key(&id) {
+        return Err(ApiError::not_found("Organization", &id));
+    }
+    check_conflicts(&store, &input, Some(&id))?;
+    let now = store.now();
+    // Build the replacement domain list before touching the organization: existing domains
+    // keep their ids; `domain_data` replaces the set (WorkOS's merge behaviour is unconfirmed;
+    // replacing is what WorkOS's own emulator does and what an update mask means).
+    let new_domains = input.domains.as_ref().map(|wanted| {
+        let existing = store.organizations[&id].domains.clone();
+        wanted
+            .iter()
+            .map(
+                |(name, state)| match existing.iter().find(|d| &d.domain == name) {
+                    Some(found) => {
+                        let mut domain = found.clone();
+                        if domain.state != *state && *state != DomainState::Pending {
+                            domain.state = *state;
+                            domain.manual = *state == DomainState::Verified;
+                            domain.updated_at = now;
+                        }
+                        domain
+                    }
+                    None => store.new_domain(&id, name, *state),
+                },
+            )
+            .collect::<Vec<_>>()
+    });
+    let Some(mut organization) = store.organizations.remove(&id) else {
+        return Err(ApiError::not_found("Organization", &id));
+    };
+    if let Some(name) = input.name {
+        organization.name = name;
+    }
+    if let Some(domains) = new_domains {
+        for old in &organization.domains {
+            store.domain_owner.remove(&old.domain);
+        }
+        for domain in &domains {
+            store.domain_owner.insert(domain.domain.clone(), id.clone());
+        }
+        organization.domains = domains;
+    }
+    if let Some(metadata) = input.metadata {
+        // Metadata is replaced as a whole (WorkOS's merge behaviour is unconfirmed).
+        organization.metadata = metadata;
+    }
+    if let Some(external_id) = input.external_id {
+        if let Some(old) = &organization.external_id {
+            store.by_external_id.remove(old);
+        }
+        if let Some(new) = &external_id {
+            store.by_external_id.insert(new.clone(), id.clone());
+        }
+        organization.external_id = external_id;
+    }
+    if let Some(stripe) = input.stripe_customer_id {
+        organization.stripe_customer_id = stripe;
+    }
+    if let Some(allow) = input.allow_profiles_outside_organization {
+        organization.allow_profiles_outside_organization = allow;
+    }
+    organization.updated_at = now;
+    let body = organization.to_json();
+    store.organizations.insert(id, organization);
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+pub(crate) async fn delete_organization(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let mut store = shared.store();
+    let organization = store
+        .organizations
+        .remove(&id)
+        .ok_or_else(|| ApiError::not_found("Organization", &id))?;
+    for domain in &organization.domains {
+        store.domain_owner.remove(&domain.domain);
+    }
+    if let Some(external_id) = &organization.external_id {
+        store.by_external_id.remove(external_id);
+    }
+    // WorkOS answers 202 "Accepted"; every SDK ignores the body. An empty JSON object keeps the
+    // content type honest for clients that parse every body.
+    Ok(json_response(StatusCode::ACCEPTED, &json!({})))
+}
+
+/// `GET /organizations`: cursor pagination over organizations ordered by id, which for ULIDs is
+/// creation order.
+pub(crate) async fn list_organizations(
+    State(shared): State<Shared>,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let mut fields_errors = Vec::new();
+    let mut limit = 10usize;
+    let mut order = "desc".to_owned();
+    let mut before = None;
+    let mut after = None;
+    let mut search = None;
+    let mut domains: Vec<String> = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=100).contains(&n) => limit = n,
+                _ => fields_errors.push((
+                    "limit",
+                    "limit must be a number between 1 and 100".to_owned(),
+                )),
+            },
+            "order" => match value.as_ref() {
+                "asc" | "desc" | "normal" => order = value.into_owned(),
+                _ => fields_errors.push((
+                    "order",
+                    "order must be one of the following values: asc, desc, normal".to_owned(),
+                )),
+            },
+            "before" if !value.is_empty() => before = Some(value.into_owned()),
+            "after" if !value.is_empty() => after = Some(value.into_owned()),
+            "before" | "after" => {}
+            "search" => search = Some(value.to_lowercase()),
+            // SDKs disagree: comma-joined (Python, Node), repeated (Go, Ruby) or `domains[]`.
+            "domains" | "domains[]" => domains.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_ascii_lowercase),
+            ),
+            other => fields_errors.push(("query", format!("property {other} should not exist"))),
+        }
+    }
+    if before.is_some() && after.is_some() {
+        fields_errors.push(("before", "before and after cannot both be set".to_owned()));
+    }
+    if !fields_errors.is_empty() {
+        return Err(ApiError::validation(
+            fields_errors
+                .into_iter()
+                .map(|(field, code)| crate::emulator::wire::FieldError {
+                    field: field.to_owned(),
+                    code,
+                })
+                .collect(),
+        ));
+    }
+    // `normal` is descending with the meaning of the cursors swapped.
+    if order == "normal" {
+        std::mem::swap(&mut before, &mut after);
+    }
+    let store = shared.store();
+    let mut matching: Vec<&Organization> = store
+        .organizations
+        .values()
+        .filter(|o| domains.is_empty() || o.domains.iter().any(|d| domains.contains(&d.domain)))
+        .filter(|o| {
+            search
+                .as_ref()
+                .is_none_or(|s| o.name.to_lowercase().contains(s))
+        })
+        .collect();
+    matching.sort_by(|a, b| a.id.cmp(&b.id));
+    if order != "asc" {
+        matching.reverse();
+    }
+    // `position` of the first item strictly after the cursor in the chosen order.
+    let ascending = order == "asc";
+    let follows = |o: &Organization, cursor: &str| {
+        if ascending {
+            o.id.as_str() > cursor
+        } else {
+            o.id.as_str() < cursor
+        }
+    };
+    let (start, end) = if let Some(cursor) = &after {
+        let start = matching
+            .iter()
+            .position(|o| follows(o, cursor))
+            .unwrap_or(matching.len());
+        (start, (start + limit).min(matching.len()))
+    } else if let Some(cursor) = &before {
+        // Items before the cursor form a prefix of the ordered list.
+        let end = matching
+            .iter()
+            .position(|o| o.id == *cursor || follows(o, cursor))
+            .unwrap_or(matching.len());
+        (end.saturating_sub(limit), end)
+    } else {
+        (0, limit.min(matching.len()))
+    };
+    let page = &matching[start..end];
+    let mut meta_before = (start > 0)
+        .then(|| page.first().map(|o| o.id.clone()))
+        .flatten();
+    let mut meta_after = (end < matching.len())
+        .then(|| page.last().map(|o| o.id.clone()))
+        .flatten();
+    if order == "normal" {
+        std::mem::swap(&mut meta_before, &mut meta_after);
+    }
+    let body = json!({
+        "object": "list",
+        "data": page.iter().map(|o| o.to_json()).collect::<Vec<_>>(),
+        "list_metadata": { "before": meta_before, "after": meta_after },
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+// === Organization domains ===
