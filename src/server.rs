@@ -96,8 +96,8 @@ impl RawServer {
                 defaults.drain_delay,
             ),
             max_in_flight: match self.max_in_flight {
-                Some(0) => {
-                    problems.push("server.max_in_flight: must be at least 1");
+                Some(0) | Some(1_000_001..) => {
+                    problems.push("server.max_in_flight: must be between 1 and 1000000");
                     defaults.max_in_flight
                 }
                 Some(n) => n,

@@ -112,7 +112,7 @@ pub struct AuditRecord {
 }
 
 /// An audit record being filled in while a call runs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AuditEntry {
     record: AuditRecord,
     rpc: Rpc,

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+/// The longest duration any setting takes: beyond a day, a timeout or a window is a mistake
+/// (and far beyond it, arithmetic on instants would overflow).
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Problems found while validating configuration, one line each, naming the setting.
 #[derive(Debug, Default)]
 pub struct Problems(Vec<String>);
@@ -19,7 +23,7 @@ impl Problems {
             .ok()
     }
 
-    /// A duration such as `10s`; zero is refused.
+    /// A duration such as `10s`; zero and more than a day are refused.
     pub fn duration(&mut self, setting: &str, value: Option<&str>, default: Duration) -> Duration {
         let Some(value) = value else { return default };
         self.check(
@@ -29,6 +33,8 @@ impl Problems {
                 .and_then(|d| {
                     if d.is_zero() {
                         Err("must be more than zero".into())
+                    } else if d > MAX_DURATION {
+                        Err("must be at most a day (24h)".into())
                     } else {
                         Ok(d)
                     }

@@ -159,6 +159,11 @@ impl Call {
         &self.caller
     }
 
+    /// The audit facts so far.
+    pub fn facts(&self) -> &AuditEntry {
+        &self.facts
+    }
+
     /// Ends the call: its audit facts, and WorkOS's request id of its last upstream answer.
     pub fn finish(self) -> (AuditEntry, Option<String>) {
         let workos_request_id = self.upstream.workos_request_id().map(str::to_owned);

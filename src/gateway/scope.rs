@@ -60,18 +60,21 @@ impl Gateway {
             Err(Error::NotFound { .. }) => return decision.into_result().map(|()| None),
             Err(other) => return Err(other),
         };
-        policy
-            .authorize(
-                identity,
-                &AccessRequest {
-                    organization: Some(OrganizationFacts {
-                        id: Some(fetched.id.as_str()),
-                        external_id: fetched.external_id.as_deref(),
-                    }),
-                    ..base
-                },
-            )
-            .into_result()?;
+        let second = policy.authorize(
+            identity,
+            &AccessRequest {
+                organization: Some(OrganizationFacts {
+                    id: Some(fetched.id.as_str()),
+                    external_id: fetched.external_id.as_deref(),
+                }),
+                ..base
+            },
+        );
+        if !second.allowed() {
+            // The first refusal names the organization as the request did: a refusal must not
+            // reveal the other id of an organization outside the caller's scope.
+            return decision.into_result().map(|()| None);
+        }
         Ok(Some(fetched))
     }
 

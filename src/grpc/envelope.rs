@@ -131,9 +131,16 @@ impl Envelope {
             acting_user,
         };
         let mut call = self.gateway.begin(caller, setup, facts);
-        let result = tokio::time::timeout_at(deadline, handler(&self.gateway, &mut call, body))
-            .await
-            .unwrap_or(Err(Error::DeadlineExceeded));
+        let guard = CancelGuard {
+            call: &mut call,
+            auditor: &self.auditor,
+            armed: true,
+        };
+        let result =
+            tokio::time::timeout_at(deadline, handler(&self.gateway, &mut *guard.call, body))
+                .await
+                .unwrap_or(Err(Error::DeadlineExceeded));
+        guard.disarm();
         let (facts, workos_request_id) = call.finish();
         (result, facts, workos_request_id)
     }
@@ -202,6 +209,34 @@ impl Envelope {
             drop(group);
         }
         result
+    }
+}
+
+/// Writes the record of a minting or mutating call whose caller went away (the RPC's future was
+/// dropped) while the core worked on it: what it did upstream may have happened all the same.
+struct CancelGuard<'a> {
+    call: &'a mut Call,
+    auditor: &'a Auditor,
+    armed: bool,
+}
+
+impl CancelGuard<'_> {
+    /// The call ended normally: its record is written by `conclude`.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let facts = self.call.facts().clone();
+        let record = facts.finish(tonic::Code::Cancelled, Some("CANCELLED".into()), false);
+        if let Some(ticket) = record.and_then(|record| self.auditor.append(&record)) {
+            self.auditor.write_through(ticket);
+        }
     }
 }
 

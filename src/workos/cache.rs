@@ -8,7 +8,10 @@
 
 use std::{
     future::Future,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -39,6 +42,9 @@ pub(super) enum Source {
 #[derive(Debug, Clone)]
 pub(super) struct OrganizationCache {
     entries: Cache<Key, Organization>,
+    /// Counts invalidations, so a lookup that was in flight across one does not keep what it
+    /// read before the change.
+    generation: Arc<AtomicU64>,
 }
 
 impl OrganizationCache {
@@ -49,6 +55,7 @@ impl OrganizationCache {
                 .time_to_live(ttl)
                 .support_invalidation_closures()
                 .build(),
+            generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -66,6 +73,7 @@ impl OrganizationCache {
         if let Some(found) = self.entries.get(&key).await {
             return (Ok(found), Source::Cache);
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let led = AtomicBool::new(false);
         let shared = self
             .entries
@@ -74,14 +82,27 @@ impl OrganizationCache {
                 fetch().await
             })
             .await;
+        let led = led.load(Ordering::Relaxed);
+        // Whether this caller's own lookup produced the result (then it stores it).
+        let mut own = led;
         let result = match shared {
             Ok(organization) => Ok(organization),
             // Another caller led the lookup and met its own quota or deadline: look up anew.
-            Err(error) if !led.load(Ordering::Relaxed) && error.is_callers_own() => fetch().await,
+            Err(error) if !led && error.is_callers_own() => {
+                own = true;
+                fetch().await
+            }
             Err(error) => Err(Error::clone(&error)),
         };
         if let Ok(organization) = &result {
-            self.store(organization).await;
+            if self.generation.load(Ordering::SeqCst) != generation {
+                // The organization changed (or was deleted) while this lookup was in flight:
+                // what it read may be stale, so it is not kept. This caller still gets it, as
+                // it would have had it answered a moment earlier.
+                self.drop_entries_of(organization.id.as_str()).await;
+            } else if own {
+                self.store(organization).await;
+            }
         }
         (result, Source::Upstream)
     }
@@ -101,8 +122,14 @@ impl OrganizationCache {
         }
     }
 
-    /// Forgets an organization under every key that points at it.
+    /// Forgets an organization under every key that points at it, and any copy a lookup in
+    /// flight now would store.
     pub(super) async fn forget(&self, organization_id: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.drop_entries_of(organization_id).await;
+    }
+
+    async fn drop_entries_of(&self, organization_id: &str) {
         self.entries
             .invalidate(&Key::Id(organization_id.to_owned()))
             .await;
@@ -206,5 +233,40 @@ mod tests {
             })
             .await;
         assert!(gone.is_err(), "forgotten under the external id too");
+    }
+
+    #[tokio::test]
+    async fn a_lookup_in_flight_across_an_invalidation_does_not_keep_what_it_read() {
+        let cache = OrganizationCache::new(Duration::from_secs(30), 100);
+        let (release, released) = tokio::sync::watch::channel(false);
+        let lookup = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_fetch(Key::Id("org_01EHWNCE74X7JSDV0X3SZ3KJNY".into()), || {
+                        let mut released = released.clone();
+                        async move {
+                            let _ = released.wait_for(|r| *r).await;
+                            Ok(organization())
+                        }
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        // The organization changes while the read is in flight.
+        cache.forget("org_01EHWNCE74X7JSDV0X3SZ3KJNY").await;
+        let _ = release.send(true);
+        let (read, _) = lookup.await.expect("lookup");
+        assert_eq!(read.expect("the caller gets what it read").name, "Acme");
+        for key in [
+            Key::Id("org_01EHWNCE74X7JSDV0X3SZ3KJNY".into()),
+            Key::External("acme".into()),
+        ] {
+            let (cached, _) = cache
+                .get_or_fetch(key.clone(), || async { Err(Error::DeadlineExceeded) })
+                .await;
+            assert!(cached.is_err(), "{key:?} kept a stale copy");
+        }
     }
 }

@@ -2,14 +2,17 @@
 //! never sends WorkOS more than its configured rate, so callers get a precise
 //! RESOURCE_EXHAUSTED from the gateway instead of WorkOS 429s that hit everyone sharing the key.
 //!
-//! The limits are `governor` rate limiters (GCRA) on tokio's clock: WorkOS's general limit, its
-//! separate delete limit, and an optional fixed quota per caller from the policy. On top sits the
-//! fair share: while another caller is *waiting* (it was refused and told to come back), a caller
-//! may use only its share of the rate, so one noisy caller cannot starve the others. Tokens that
-//! nobody else is waiting for are free for anyone. Limits are per replica (see the README).
+//! WorkOS's general limit and its separate delete limit are `governor` rate limiters (GCRA) on
+//! tokio's clock. On top sits a small per-caller layer, the same GCRA arithmetic checked first
+//! and committed only once the shared limits grant: the caller's own quota from the policy, and
+//! the fair share. While another caller is *waiting* (it was refused and told to come back), a
+//! caller may use only its share of the rate, so one noisy caller cannot starve the others.
+//! Tokens that nobody else is waiting for are free for anyone. Limits are per replica (see the
+//! README).
 //!
-//! A limiter that grants takes its token at once; when a later limit then refuses, that token is
-//! spent without a request going out. Limits are checked strictest-first to keep that rare.
+//! A governor limiter that grants takes its token at once: a delete granted by the delete limit
+//! and then refused by the general one has spent a delete token without going out (rare, and
+//! deletes are checked first so that the more common refusal wastes no shared token).
 
 use std::{
     collections::HashMap,
@@ -108,16 +111,35 @@ type Limiter = RateLimiter<
     governor::middleware::NoOpMiddleware<Nanos>,
 >;
 
-/// A caller counts as waiting for this long after a refusal, at least.
+/// A refused caller counts as waiting until it was told to come back, plus this margin (it may
+/// come back a little late) ...
+const WAIT_MARGIN: Duration = Duration::from_millis(50);
+/// ... for at least this long ...
 const MIN_WAIT: Duration = Duration::from_millis(100);
-/// ... and at most.
-const MAX_WAIT: Duration = Duration::from_secs(2);
+/// ... and at most this long.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// One step of the generic cell rate algorithm: with the theoretical arrival time `due`, a cell
+/// every `interval` and `tolerance` of slack, either the next `due` or how long to wait.
+fn gcra(
+    due: Instant,
+    now: Instant,
+    interval: Duration,
+    tolerance: Duration,
+) -> Result<Instant, Duration> {
+    let due = due.max(now);
+    if due > now + tolerance {
+        Err(due - now - tolerance)
+    } else {
+        Ok(due + interval)
+    }
+}
 
 /// What the quota remembers of one caller.
 #[derive(Debug)]
 struct CallerState {
-    /// The caller's own quota, with the limit it was built for.
-    fixed: Option<(u32, Limiter)>,
+    /// The caller's own quota (its limit, and its GCRA due time).
+    fixed: Option<(u32, Instant)>,
     /// Until when this caller counts as waiting for tokens.
     waiting_until: Option<Instant>,
     /// The fair share's theoretical arrival time (GCRA): how far ahead of now this caller has
@@ -211,7 +233,7 @@ impl Quota {
         if let Err(refused) = &result
             && matches!(refused.scope, QuotaScope::Workos | QuotaScope::FairShare(_))
         {
-            let wait = (refused.retry_after * 2).clamp(MIN_WAIT, MAX_WAIT);
+            let wait = (refused.retry_after + WAIT_MARGIN).clamp(MIN_WAIT, MAX_WAIT);
             state.waiting_until = Some(now + wait);
         }
         result
@@ -226,22 +248,25 @@ impl Quota {
         state: &mut CallerState,
         now: Instant,
     ) -> Result<(), QuotaExceeded> {
-        match (caller_per_minute, &state.fixed) {
-            (None, _) => state.fixed = None,
-            (Some(limit), Some((current, _))) if *current == limit => {}
-            (Some(limit), _) => {
-                let rate = per_minute(limit, limit.div_ceil(10));
-                state.fixed = Some((
-                    limit,
-                    RateLimiter::direct_with_clock(rate, self.clock.clone()),
-                ));
+        // The caller's own quota: `limit` a minute, a tenth of it at once.
+        let fixed = match (caller_per_minute, state.fixed) {
+            (None, _) => None,
+            (Some(limit), Some((current, due))) if current == limit => Some((limit, due)),
+            (Some(limit), _) => Some((limit, now)),
+        };
+        let fixed_next = match fixed {
+            None => None,
+            Some((limit, due)) => {
+                let interval = Duration::from_secs(60) / limit.max(1);
+                let tolerance = interval * (limit.div_ceil(10).max(1) - 1);
+                let next =
+                    gcra(due, now, interval, tolerance).map_err(|retry_after| QuotaExceeded {
+                        scope: QuotaScope::Caller(caller.clone()),
+                        retry_after,
+                    });
+                Some((limit, next?))
             }
-        }
-        if let Some((_, fixed)) = &state.fixed {
-            fixed
-                .check()
-                .map_err(|n| self.refused(QuotaScope::Caller(caller.clone()), &n))?;
-        }
+        };
         // The fair share (GCRA over the caller's share of the rate): only enforced while someone
         // else is waiting, and then a caller may run at most one request ahead of its share.
         // Alone, a caller may draw a whole burst, and carries no more debt than that.
@@ -252,13 +277,17 @@ impl Quota {
         } else {
             interval.mul_f64(f64::from(self.settings.burst))
         };
-        let due = state.share_due.max(now);
-        if contenders > 1 && due > now + tolerance {
-            return Err(QuotaExceeded {
-                scope: QuotaScope::FairShare(caller.clone()),
-                retry_after: due - now - tolerance,
-            });
-        }
+        let share_next = match gcra(state.share_due, now, interval, tolerance) {
+            Err(retry_after) if contenders > 1 => {
+                return Err(QuotaExceeded {
+                    scope: QuotaScope::FairShare(caller.clone()),
+                    retry_after,
+                });
+            }
+            // Alone, over its share: tracked as a debt of at most one burst.
+            Err(_) => now + tolerance + interval,
+            Ok(next) => next.min(now + tolerance + interval),
+        };
         if delete {
             self.deletes
                 .check()
@@ -267,7 +296,8 @@ impl Quota {
         self.global
             .check()
             .map_err(|n| self.refused(QuotaScope::Workos, &n))?;
-        state.share_due = (due + interval).min(now + tolerance + interval);
+        state.fixed = fixed_next;
+        state.share_due = share_next;
         Ok(())
     }
 }
@@ -424,6 +454,21 @@ mod tests {
             .expect("refused");
         assert_eq!(refused.scope, QuotaScope::Workos);
         assert_eq!(refused.retry_after, Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_refused_by_the_shared_limit_do_not_spend_the_callers_own_quota() {
+        let quota = quota(600, 1);
+        let (hog, metered): (Arc<str>, Arc<str>) = (Arc::from("hog"), Arc::from("metered"));
+        quota.acquire(&hog, None, false).expect("the one token");
+        for _ in 0..6 {
+            let refused = quota.acquire(&metered, Some(60), false).expect_err("empty");
+            assert_eq!(refused.scope, QuotaScope::Workos);
+        }
+        tokio::time::advance(Duration::from_millis(100)).await;
+        quota
+            .acquire(&metered, Some(60), false)
+            .expect("its own burst of 6 is intact");
     }
 
     #[tokio::test(start_paused = true)]

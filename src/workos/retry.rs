@@ -19,6 +19,9 @@ use super::{
 /// How long the budget remembers calls and retries.
 const BUDGET_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The least time worth sending another attempt with, after its wait.
+const MIN_ATTEMPT: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The jitter's randomness: the thread's generator. tower's default generator is a counter that
 /// every clone of the policy would restart, giving every call the same "random" backoff.
 #[derive(Debug, Clone, Copy, Default)]
@@ -102,7 +105,7 @@ impl tower::retry::Policy<Exchange, Answer, Error> for RetryPolicy {
             } => tokio::time::sleep(*delay),
             _ => self.backoff.next_backoff(),
         };
-        if wait.deadline() >= exchange.call.deadline || !self.budget.withdraw() {
+        if wait.deadline() + MIN_ATTEMPT >= exchange.call.deadline || !self.budget.withdraw() {
             return None;
         }
         tracing::debug!(attempt = self.attempts, route = exchange.route.name, error = %error, "retrying a WorkOS call");

@@ -283,6 +283,12 @@ impl Raw {
                 defaults.quota.deletes_per_minute,
             ),
         };
+        if quota.burst > quota.requests_per_minute {
+            problems.push(format!(
+                "workos.quota.burst: must not be more than workos.quota.requests_per_minute ({})",
+                quota.requests_per_minute
+            ));
+        }
         let cache_ttl = problems.zero_or_duration(
             "workos.cache.ttl",
             self.cache.ttl.as_deref(),

@@ -156,9 +156,15 @@ impl Transport {
             return Err(Error::DeadlineExceeded);
         }
         let started = Instant::now();
-        let result = self
+        let bounded_by_deadline = remaining < self.attempt_timeout;
+        let mut result = self
             .exchange(&exchange, remaining.min(self.attempt_timeout))
             .await;
+        if bounded_by_deadline && matches!(result, Err(Error::Timeout)) {
+            // The caller's deadline, not WorkOS's slowness, ended this attempt: it says nothing
+            // about WorkOS's health and belongs to this caller alone.
+            result = Err(Error::DeadlineExceeded);
+        }
         let status = match &result {
             Ok(answer) => answer.status.as_str().to_owned(),
             Err(Error::Api { status, .. }) => status.to_string(),

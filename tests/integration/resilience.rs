@@ -267,6 +267,77 @@ async fn r13_the_breaker_judges_calls_so_absorbed_failures_never_open_it_and_an_
 }
 
 #[tokio::test]
+async fn callers_short_deadlines_say_nothing_about_workos_and_never_open_the_breaker() {
+    let app = app_with(NO_CACHE).await;
+    let id = org(&app, "acme").await;
+    app.emulator
+        .fault(json!({"route": "POST /portal/generate_link", "delay_ms": 300, "count": 8}))
+        .await;
+    for _ in 0..8 {
+        let mut request = Request::new(proto::GenerateLinkRequest {
+            organization: Some(proto::generate_link_request::Organization::OrganizationId(
+                id.clone(),
+            )),
+            intent: Intent::Sso as i32,
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_millis(100));
+        let status = app
+            .portal
+            .clone()
+            .generate_link(request)
+            .await
+            .expect_err("too slow for this caller");
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    }
+    // Eight callers ran out of time; WorkOS itself is fine, and the next caller gets its link.
+    mint(&app, &id).await.expect("the circuit is closed");
+}
+
+#[tokio::test]
+async fn a_mint_whose_caller_goes_away_is_still_audited() {
+    let app = app_with(NO_CACHE).await;
+    let id = org(&app, "acme").await;
+    app.emulator
+        .fault(json!({"route": "POST /portal/generate_link", "delay_ms": 400, "count": 1}))
+        .await;
+    let call = tokio::spawn({
+        let mut portal = app.portal.clone();
+        let id = id.clone();
+        async move {
+            portal
+                .generate_link(proto::GenerateLinkRequest {
+                    organization: Some(
+                        proto::generate_link_request::Organization::OrganizationId(id),
+                    ),
+                    intent: Intent::Sso as i32,
+                    ..Default::default()
+                })
+                .await
+        }
+    });
+    // Once WorkOS has the request, the caller hangs up (the stream is reset).
+    wait_until(|| async {
+        app.emulator.count("POST /portal/generate_link").await >= 1
+    })
+    .await;
+    call.abort();
+    wait_until(|| async {
+        app.audit_records()
+            .iter()
+            .any(|r| r["rpc"] == "GenerateLink" && r["outcome"] == "CANCELLED")
+    })
+    .await;
+    let record = app
+        .audit_records()
+        .into_iter()
+        .find(|r| r["rpc"] == "GenerateLink")
+        .expect("the record");
+    assert_eq!(record["organization_id"], id.as_str());
+    assert_eq!(record["caller"], "admin");
+}
+
+#[tokio::test]
 async fn r4_a_committed_create_that_fails_is_retried_with_the_same_key_and_creates_one() {
     let app = app_with("").await;
     app.emulator.fault(json!({"route": "POST /organizations", "status": 503, "after_commit": true, "count": 1})).await;
