@@ -221,7 +221,10 @@ async fn an_organization_outside_the_callers_scope_is_denied_whether_or_not_it_e
     let refused = get(OrganizationRef::Id(outside.id.clone()))
         .await
         .expect_err("out of scope");
-    assert!(refused.to_string().contains(outside.id.as_str()), "{refused}");
+    assert!(
+        refused.to_string().contains(outside.id.as_str()),
+        "{refused}"
+    );
     assert!(!refused.to_string().contains("us-acme"), "{refused}");
     for denied in [
         OrganizationRef::Id(outside.id.clone()),

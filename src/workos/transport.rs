@@ -7,7 +7,7 @@
 use std::{future::Future, pin::Pin, sync::Arc, task::Poll, time::Duration};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use secrecy::ExposeSecret as _;
 use tokio::time::Instant;
 use url::Url;
@@ -16,6 +16,10 @@ use super::{Error, Observe, Settings, wire};
 
 /// `User-Agent` of every request.
 const USER_AGENT: &str = concat!("portal-gateway/", env!("CARGO_PKG_VERSION"), " (rust)");
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The largest response body read; WorkOS's answers are a few kilobytes.
 pub(super) const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -115,6 +119,9 @@ impl Transport {
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
+            // Retries are the stack's own (retry.rs); reqwest's, for HTTP/2 refusals, would also
+            // clone every request's headers in case it needs them.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             // Proxies come only from configuration, which reads the environment itself.
             .no_proxy();
         if let Some(proxy) = &settings.proxy {
@@ -157,45 +164,44 @@ impl Transport {
         }
         let started = Instant::now();
         let bounded_by_deadline = remaining < self.attempt_timeout;
+        let route = exchange.route.name;
         let mut result = self
-            .exchange(&exchange, remaining.min(self.attempt_timeout))
+            .exchange(exchange, remaining.min(self.attempt_timeout))
             .await;
         if bounded_by_deadline && matches!(result, Err(Error::Timeout)) {
             // The caller's deadline, not WorkOS's slowness, ended this attempt: it says nothing
             // about WorkOS's health and belongs to this caller alone.
             result = Err(Error::DeadlineExceeded);
         }
-        let status = match &result {
-            Ok(answer) => answer.status.as_str().to_owned(),
-            Err(Error::Api { status, .. }) => status.to_string(),
-            Err(Error::Timeout) => "timeout".to_owned(),
-            Err(_) => "transport_error".to_owned(),
+        let status: std::borrow::Cow<'_, str> = match &result {
+            Ok(answer) => answer.status.as_str().into(),
+            Err(Error::Api { status, .. }) => status.to_string().into(),
+            Err(Error::Timeout) => "timeout".into(),
+            Err(_) => "transport_error".into(),
         };
-        self.observe
-            .upstream(exchange.route.name, &status, started.elapsed());
+        self.observe.upstream(route, &status, started.elapsed());
         result
     }
 
-    async fn exchange(&self, exchange: &Exchange, timeout: Duration) -> Result<Answer, Error> {
+    async fn exchange(&self, exchange: Exchange, timeout: Duration) -> Result<Answer, Error> {
+        const JSON: HeaderValue = HeaderValue::from_static("application/json");
         let call = &exchange.call;
         let mut request = self
             .http
-            .request(exchange.route.method.clone(), exchange.url.clone())
+            .request(exchange.route.method.clone(), exchange.url)
             .timeout(timeout)
             .header(header::AUTHORIZATION, self.authorization.clone())
-            .header(header::ACCEPT, "application/json")
+            .header(header::ACCEPT, JSON)
             // Ids that let WorkOS support and the caller's traces find this request.
-            .header("x-request-id", call.request_id.as_str());
+            .header(X_REQUEST_ID, call.request_id.as_str());
         if let Some(traceparent) = &call.traceparent {
-            request = request.header("traceparent", traceparent.as_str());
+            request = request.header(TRACEPARENT, traceparent.as_str());
         }
         if let Some(key) = &exchange.idempotency_key {
-            request = request.header("idempotency-key", &**key);
+            request = request.header(IDEMPOTENCY_KEY, &**key);
         }
-        if let Some(body) = &exchange.body {
-            request = request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
+        if let Some(body) = exchange.body {
+            request = request.header(header::CONTENT_TYPE, JSON).body(body);
         }
         let mut response = request.send().await.map_err(Error::from_reqwest)?;
         let status = response.status();
@@ -208,7 +214,7 @@ impl Transport {
         }
         let request_id = response
             .headers()
-            .get("x-request-id")
+            .get(X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let retry_after = response

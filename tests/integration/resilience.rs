@@ -307,9 +307,9 @@ async fn a_mint_whose_caller_goes_away_is_still_audited() {
         async move {
             portal
                 .generate_link(proto::GenerateLinkRequest {
-                    organization: Some(
-                        proto::generate_link_request::Organization::OrganizationId(id),
-                    ),
+                    organization: Some(proto::generate_link_request::Organization::OrganizationId(
+                        id,
+                    )),
                     intent: Intent::Sso as i32,
                     ..Default::default()
                 })
@@ -317,10 +317,7 @@ async fn a_mint_whose_caller_goes_away_is_still_audited() {
         }
     });
     // Once WorkOS has the request, the caller hangs up (the stream is reset).
-    wait_until(|| async {
-        app.emulator.count("POST /portal/generate_link").await >= 1
-    })
-    .await;
+    wait_until(|| async { app.emulator.count("POST /portal/generate_link").await >= 1 }).await;
     call.abort();
     wait_until(|| async {
         app.audit_records()
