@@ -78,7 +78,7 @@ pub fn read_policy(source: &PolicySource) -> Result<(Policy, Option<String>), Co
     let text = std::fs::read_to_string(&source.path).map_err(|e| ConfigError {
         problems: vec![format!("policy file {name}: cannot be read: {e}")],
     })?;
-    let flat = |e: toml::de::Error| e.to_string().trim().replace('\n', " ");
+    let flat = |e: toml::de::Error| crate::config::describe_toml_error(&text, &e);
     let (raw, prefix) = if source.dedicated {
         let raw: RawPolicy = toml::from_str(&text).map_err(|e| ConfigError {
             problems: vec![format!("policy file {name}: {}", flat(e))],

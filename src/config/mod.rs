@@ -23,7 +23,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-pub use problems::Problems;
+pub use problems::{Problems, describe_toml_error};
 
 use crate::{
     auth::{
@@ -120,7 +120,7 @@ impl Config {
         let raw: RawConfig = toml::from_str(toml_text).map_err(|e| ConfigError {
             problems: vec![format!(
                 "config file: {}",
-                e.to_string().trim().replace('\n', " ")
+                problems::describe_toml_error(toml_text, &e)
             )],
         })?;
         Self::from_raw(raw, workos::settings::Environment::read(env))

@@ -78,3 +78,18 @@ impl Problems {
         self.0
     }
 }
+
+/// A TOML error as one line: where it is and what is wrong, without the offending line itself,
+/// which may hold a secret (a proxy URL with its password, say).
+pub fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().replace('\n', " ");
+    match error.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}

@@ -243,3 +243,12 @@ fn development_config_allows_the_dev_token_everything() {
     );
     assert!(decision.allowed());
 }
+
+#[test]
+fn a_syntax_error_is_located_without_echoing_the_line_that_may_hold_a_secret() {
+    let text = "[workos]\nproxy = \"http://user:hunter2-canary@proxy.internal:3128\" oops\n";
+    let error = Config::load(text, env(&[("WORKOS_API_KEY", "sk_test_abcdef")])).expect_err("bad");
+    let lines = error.problems.join("\n");
+    assert!(lines.starts_with("config file: line 2, column "), "{lines}");
+    assert!(!lines.contains("hunter2-canary"), "{lines}");
+}

@@ -3,7 +3,7 @@
 use crate::{
     auth::policy::{AccessRequest, OrganizationFacts, Rpc},
     domain::{
-        ListQuery, NewOrganization, Organization, OrganizationChanges, OrganizationId,
+        ExternalId, ListQuery, NewOrganization, Organization, OrganizationChanges, OrganizationId,
         OrganizationPage, OrganizationRef,
     },
     error::{Error, Invalid},
@@ -93,8 +93,8 @@ impl Gateway {
             .await?)
     }
 
-    /// Applies changes to an organization. Moving it to a new external id must keep it inside
-    /// the caller's scope.
+    /// Applies changes to an organization. Moving it to a new external id, or clearing that id,
+    /// must keep it inside the caller's scope.
     pub async fn update_organization(
         &self,
         call: &mut Call,
@@ -108,13 +108,15 @@ impl Gateway {
         };
         self.authorize_and_resolve(call, base, &OrganizationRef::Id(id.clone()))
             .await?;
-        if let Some(Some(new_external_id)) = &changes.external_id {
+        // Changing the external id, or clearing it, must leave the organization inside the
+        // caller's scope: it is decided again on what the organization will be.
+        if let Some(new_external_id) = &changes.external_id {
             self.authorize(
                 call,
                 &AccessRequest {
                     organization: Some(OrganizationFacts {
                         id: Some(id.as_str()),
-                        external_id: Some(new_external_id.as_str()),
+                        external_id: new_external_id.as_ref().map(ExternalId::as_str),
                     }),
                     ..base
                 },

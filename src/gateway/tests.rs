@@ -306,3 +306,32 @@ async fn a_url_outside_the_callers_origins_is_refused_before_any_upstream_call()
     let (_, workos_request_id) = call.finish();
     assert_eq!(workos_request_id, None, "WorkOS was never asked");
 }
+
+#[tokio::test]
+async fn a_caller_scoped_by_external_ids_cannot_move_or_clear_an_organization_out_of_its_scope() {
+    let harness = harness(vec![
+        rule("admin", OrganizationScope::All),
+        rule("eu-team", external_scope("eu-*")),
+    ])
+    .await;
+    let organization = harness.create("admin", "eu-acme", "r1").await;
+    let update = |external_id: Option<ExternalId>| async {
+        let mut call = harness.call("eu-team", Rpc::UpdateOrganization, None);
+        let changes = crate::domain::OrganizationChanges {
+            external_id: Some(external_id),
+            ..Default::default()
+        };
+        harness
+            .gateway
+            .update_organization(&mut call, organization.id.clone(), changes)
+            .await
+    };
+    for escape in [None, Some(ExternalId::parse("us-acme").expect("id"))] {
+        let error = update(escape.clone()).await.expect_err("out of scope");
+        assert_eq!(error.reason(), "ORGANIZATION_NOT_ALLOWED", "{escape:?}");
+    }
+    let renamed = update(Some(ExternalId::parse("eu-acme-2").expect("id")))
+        .await
+        .expect("still in scope");
+    assert_eq!(renamed.external_id.as_deref(), Some("eu-acme-2"));
+}
