@@ -16,6 +16,10 @@ pub const METADATA_MAX_VALUE: usize = 600;
 pub const EXTERNAL_ID_MAX: usize = 64;
 /// Most IT contacts a portal link may grant access to.
 pub const IT_CONTACTS_MAX: usize = 20;
+/// Domains an organization may claim in one request (WorkOS documents no limit; a sensible one).
+pub const DOMAINS_MAX: usize = 100;
+/// Domain filters in one ListOrganizations request, so its URL stays well under what servers take.
+pub const DOMAIN_FILTERS_MAX: usize = 20;
 /// Longest organization name accepted.
 pub const NAME_MAX: usize = 256;
 /// Longest caller-chosen idempotency key.

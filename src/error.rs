@@ -20,12 +20,28 @@ pub struct FieldViolation {
     pub description: String,
 }
 
+/// The most field violations an answer lists; the rest are counted in one more.
+pub const MAX_VIOLATIONS: usize = 20;
+/// The longest field path or description kept (in characters), so that no answer's trailers grow
+/// with the input.
+const MAX_VIOLATION_TEXT: usize = 200;
+
 /// A request with one or more invalid fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
 #[error("invalid request: {}", violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "))]
 pub struct Invalid {
-    /// Every problem found, not only the first.
+    /// The problems found, at most [`MAX_VIOLATIONS`] of them, then one that counts the rest.
     pub violations: Vec<FieldViolation>,
+    /// Problems found beyond [`MAX_VIOLATIONS`].
+    more: usize,
+}
+
+/// `text`, cut to [`MAX_VIOLATION_TEXT`] characters.
+fn bounded(text: String) -> String {
+    match text.char_indices().nth(MAX_VIOLATION_TEXT) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text,
+    }
 }
 
 impl Invalid {
@@ -36,11 +52,15 @@ impl Invalid {
         invalid
     }
 
-    /// Records a problem with `field`.
+    /// Records a problem with `field`. Beyond [`MAX_VIOLATIONS`], problems are only counted.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        if self.violations.len() >= MAX_VIOLATIONS {
+            self.more += 1;
+            return;
+        }
         self.violations.push(FieldViolation {
-            field: field.into(),
-            description: description.into(),
+            field: bounded(field.into()),
+            description: bounded(description.into()),
         });
     }
 
@@ -56,12 +76,18 @@ impl Invalid {
     }
 
     /// `Err(self)` when anything was recorded.
-    pub fn into_result(self) -> Result<(), Self> {
+    pub fn into_result(mut self) -> Result<(), Self> {
         if self.violations.is_empty() {
-            Ok(())
-        } else {
-            Err(self)
+            return Ok(());
         }
+        if self.more > 0 {
+            self.violations.push(FieldViolation {
+                field: "request".into(),
+                description: format!("{} more problems are not listed", self.more),
+            });
+            self.more = 0;
+        }
+        Err(self)
     }
 }
 

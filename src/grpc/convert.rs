@@ -118,7 +118,16 @@ fn domains(
     field: &str,
     list: &[proto::OrganizationDomain],
 ) -> Vec<DomainClaim> {
+    // Count first: nothing below runs on more items than any valid request has.
+    if list.len() > domain::DOMAINS_MAX {
+        invalid.add(
+            field,
+            format!("must hold at most {} domains", domain::DOMAINS_MAX),
+        );
+        return Vec::new();
+    }
     let mut claims: Vec<DomainClaim> = Vec::with_capacity(list.len());
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
     for (i, d) in list.iter().enumerate() {
         let verified = match proto::DomainState::try_from(d.state) {
             Ok(proto::DomainState::Unspecified | proto::DomainState::Pending) => false,
@@ -135,7 +144,7 @@ fn domains(
             &format!("{field}[{i}].domain"),
             DomainClaim::parse(&d.domain, verified),
         ) {
-            if claims.iter().any(|c| c.domain == claim.domain) {
+            if !seen.insert(claim.domain.clone()) {
                 invalid.add(format!("{field}[{i}].domain"), "is listed twice");
             } else {
                 claims.push(claim);
@@ -386,18 +395,19 @@ pub(crate) fn link_request(
         allow_http_loopback,
     );
     let external_user_id = external_user_id(&mut invalid, &req.external_user_id, false);
-    if req.it_contact_emails.len() > domain::IT_CONTACTS_MAX {
+    let emails: Vec<Email> = if req.it_contact_emails.len() > domain::IT_CONTACTS_MAX {
         invalid.add(
             "it_contact_emails",
             format!("must hold at most {} addresses", domain::IT_CONTACTS_MAX),
         );
-    }
-    let emails: Vec<Email> = req
-        .it_contact_emails
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| invalid.check(&format!("it_contact_emails[{i}]"), Email::parse(e)))
-        .collect();
+        Vec::new()
+    } else {
+        req.it_contact_emails
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| invalid.check(&format!("it_contact_emails[{i}]"), Email::parse(e)))
+            .collect()
+    };
     invalid.into_result()?;
     Ok(LinkRequest {
         organization: organization.ok_or_default()?,

@@ -4,6 +4,7 @@
 mod emulator;
 mod gateway;
 mod helpers;
+mod limits;
 mod observability;
 mod resilience;
 mod security;

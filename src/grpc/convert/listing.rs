@@ -69,8 +69,19 @@ pub(crate) fn list_query(req: proto::ListOrganizationsRequest) -> Result<ListQue
             ListOrder::Descending
         }
     };
-    let mut domains = Vec::with_capacity(req.domains.len());
-    for (i, d) in req.domains.iter().enumerate() {
+    let mut domains = Vec::with_capacity(req.domains.len().min(domain::DOMAIN_FILTERS_MAX));
+    if req.domains.len() > domain::DOMAIN_FILTERS_MAX {
+        invalid.add(
+            "domains",
+            format!("must hold at most {} domains", domain::DOMAIN_FILTERS_MAX),
+        );
+    }
+    for (i, d) in req
+        .domains
+        .iter()
+        .enumerate()
+        .take(domain::DOMAIN_FILTERS_MAX)
+    {
         if let Some(claim) = invalid.check(&format!("domains[{i}]"), DomainClaim::parse(d, false)) {
             domains.push(claim.domain);
         }

@@ -1,0 +1,126 @@
+//! Hostile input through gRPC: work and answers stay bounded whatever a request holds, and one
+//! caller's bad request never reaches WorkOS or changes another caller's answers.
+
+use portal_gateway::proto::{self, Intent};
+use tonic::Code;
+
+use crate::helpers::{bad_fields, details, spawn_app};
+
+/// What a status's trailers carry: its message and its encoded details.
+fn trailer_bytes(status: &tonic::Status) -> usize {
+    status.message().len() + status.details().len()
+}
+
+#[tokio::test]
+async fn a_huge_list_of_domains_is_refused_with_one_violation_and_no_upstream_call() {
+    let app = spawn_app().await;
+    let domains = (0..120_000)
+        .map(|i| proto::OrganizationDomain {
+            domain: format!("d{i}.example.com"),
+            ..Default::default()
+        })
+        .collect();
+    let status = app
+        .orgs
+        .clone()
+        .ensure_organization(proto::EnsureOrganizationRequest {
+            external_id: "huge".into(),
+            name: "Huge".into(),
+            domains,
+            ..Default::default()
+        })
+        .await
+        .expect_err("too many domains");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(bad_fields(&status), ["domains"]);
+    assert!(
+        status.message().contains("at most 100"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        app.emulator.total_requests().await,
+        0,
+        "WorkOS was never asked"
+    );
+}
+
+#[tokio::test]
+async fn error_details_stay_bounded_whatever_the_input() {
+    let app = spawn_app().await;
+    let link = |emails: Vec<String>| proto::GenerateLinkRequest {
+        organization: Some(proto::generate_link_request::Organization::ExternalId(
+            "acme".into(),
+        )),
+        intent: Intent::Sso as i32,
+        it_contact_emails: emails,
+        ..Default::default()
+    };
+    // Far more addresses than allowed: one violation, not one per address.
+    let many = (0..100_000).map(|i| format!("x{i}")).collect();
+    let status = app
+        .portal
+        .clone()
+        .generate_link(link(many))
+        .await
+        .expect_err("too many");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(bad_fields(&status), ["it_contact_emails"]);
+    // As many as allowed, each one huge and invalid, plus other bad fields: the list is capped,
+    // each entry is cut short, and the rest are counted.
+    let huge = (0..20)
+        .map(|i| format!("{i}{}", "x".repeat(50_000)))
+        .collect();
+    let mut request = link(huge);
+    request.return_url = "ftp://nowhere".into();
+    request.success_url = "not a url".into();
+    let status = app
+        .portal
+        .clone()
+        .generate_link(request)
+        .await
+        .expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let violations = details(&status)
+        .bad_request()
+        .expect("BadRequest")
+        .field_violations
+        .clone();
+    assert_eq!(violations.len(), 21, "{violations:?}");
+    assert_eq!(violations[20].field, "request");
+    assert!(
+        violations[20].description.contains("2 more"),
+        "{violations:?}"
+    );
+    assert!(
+        trailer_bytes(&status) < 16 * 1024,
+        "{} bytes of trailers",
+        trailer_bytes(&status)
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_list_query_is_the_callers_problem_and_never_trips_the_breaker() {
+    let app = spawn_app().await;
+    let domains: Vec<String> = (0..4_000).map(|i| format!("d{i}.example.com")).collect();
+    for _ in 0..10 {
+        let status = app
+            .orgs
+            .clone()
+            .list_organizations(proto::ListOrganizationsRequest {
+                domains: domains.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("too many filters");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(bad_fields(&status), ["domains"]);
+    }
+    assert_eq!(app.emulator.total_requests().await, 0);
+    // Everyone else's calls still work.
+    app.orgs
+        .clone()
+        .list_organizations(proto::ListOrganizationsRequest::default())
+        .await
+        .expect("a normal listing");
+}
