@@ -71,6 +71,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         let _telemetry = init_logging(json_logs);
+        survive_hangup();
         match cli.command {
             Command::Dev {
                 listen,
@@ -273,6 +274,23 @@ async fn run_emulator(listen: SocketAddr, api_key: String, seed: Option<u64>) ->
             eprintln!("portal-gateway: emulator failed: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// SIGHUP reloads the policy file in `serve` (the server listens for it itself). Its default
+/// action would end the process, so every command takes it over: without a policy file, and in
+/// `dev` and `emulator`, it only leaves a log line.
+fn survive_hangup() {
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: a policy file, when one is configured, is reloaded");
+                }
+            });
+        }
+        Err(error) => tracing::warn!(error = %error, "cannot listen for SIGHUP"),
     }
 }
 

@@ -182,7 +182,7 @@ pub async fn serve_with_admin(
     )?;
     let key_rejected = gateway.workos_key_rejected();
     let envelope = grpc::Envelope::new(
-        gateway,
+        gateway.clone(),
         authenticator,
         auditor,
         metrics.clone(),
@@ -226,6 +226,7 @@ pub async fn serve_with_admin(
         health.clone(),
         draining.clone(),
         readiness.clone(),
+        gateway,
     ));
     let grace = config.server.shutdown_grace;
     let drain_delay = config.server.drain_delay;
@@ -307,33 +308,61 @@ pub async fn serve_with_admin(
     Ok(())
 }
 
+/// The first key probe after WorkOS rejects the key, and the longest wait between probes.
+const KEY_PROBE_FIRST: Duration = Duration::from_secs(1);
+const KEY_PROBE_MAX: Duration = Duration::from_secs(60);
+
 /// Reports NOT_SERVING for the services that need WorkOS while WorkOS rejects the gateway's key
-/// (a configuration error no retry will fix), and SERVING again once a call succeeds. WorkOS
-/// outages do not change health: the breaker answers fast, cached reads and the policy still
-/// work, and draining every replica at once would turn a partial outage into a full one.
+/// (a configuration error no retry will fix), and SERVING again once a call succeeds. While the
+/// key is rejected, it probes WorkOS itself (with backoff, through the quota like any call), so a
+/// replica that balancers took out of rotation comes back without traffic. WorkOS outages do not
+/// change health: the breaker answers fast, cached reads and the policy still work, and draining
+/// every replica at once would turn a partial outage into a full one.
 async fn report_key_rejection(
     mut rejected: tokio::sync::watch::Receiver<bool>,
     health: tonic_health::server::HealthReporter,
     draining: Arc<AtomicBool>,
     readiness: Readiness,
+    gateway: Gateway,
 ) {
-    while rejected.changed().await.is_ok() {
+    let mut reported = false;
+    let mut backoff = KEY_PROBE_FIRST;
+    loop {
         let is_rejected = *rejected.borrow_and_update();
         readiness.set_key_rejected(is_rejected);
         if draining.load(Ordering::SeqCst) {
             return;
         }
-        let status = if is_rejected {
-            tracing::error!(
-                "WorkOS rejects the gateway's API key: organization and portal services are NOT_SERVING"
-            );
-            ServingStatus::NotServing
-        } else {
-            tracing::info!("WorkOS accepts the gateway's API key again");
-            ServingStatus::Serving
-        };
-        for name in &SERVICE_NAMES[..2] {
-            health.set_service_status(*name, status).await;
+        if is_rejected != reported {
+            reported = is_rejected;
+            let status = if is_rejected {
+                tracing::error!(
+                    "WorkOS rejects the gateway's API key: organization and portal services are NOT_SERVING; probing it"
+                );
+                ServingStatus::NotServing
+            } else {
+                tracing::info!("WorkOS accepts the gateway's API key again");
+                ServingStatus::Serving
+            };
+            for name in &SERVICE_NAMES[..2] {
+                health.set_service_status(*name, status).await;
+            }
+        }
+        if !is_rejected {
+            backoff = KEY_PROBE_FIRST;
+            if rejected.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = rejected.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(backoff) => {
+                // Its answer comes back through the watch: a success clears the rejection.
+                if !gateway.probe_workos().await {
+                    backoff = (backoff * 2).min(KEY_PROBE_MAX);
+                }
+            }
         }
     }
 }

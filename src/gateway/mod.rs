@@ -130,6 +130,9 @@ impl RawPortal {
     }
 }
 
+/// The identity the gateway's own WorkOS calls (the key probe) count against in the quota.
+pub const PROBE_CALLER: &str = "portal-gateway:health-probe";
+
 /// What the adapter knows of a call before the core takes it.
 #[derive(Debug)]
 pub struct CallSetup {
@@ -214,6 +217,29 @@ impl Gateway {
     /// Watches whether WorkOS rejects the gateway's key, for health reporting.
     pub fn workos_key_rejected(&self) -> tokio::sync::watch::Receiver<bool> {
         self.workos.key_rejected()
+    }
+
+    /// Asks WorkOS for one organization, as the gateway itself, to learn whether it accepts the
+    /// key again (the answer also clears the rejection health reports). Counted against the
+    /// quota like any call. Returns whether WorkOS answered successfully.
+    pub async fn probe_workos(&self) -> bool {
+        let mut upstream = workos::Call::new(workos::CallContext {
+            deadline: Instant::now() + std::time::Duration::from_secs(5),
+            caller: Arc::from(PROBE_CALLER),
+            caller_per_minute: None,
+            request_id: crate::domain::random_uuid(),
+            traceparent: None,
+        });
+        let query = crate::domain::ListQuery {
+            limit: 1,
+            cursor: None,
+            domains: Vec::new(),
+            order: crate::domain::ListOrder::Descending,
+        };
+        self.workos
+            .list_organizations(&mut upstream, &query)
+            .await
+            .is_ok()
     }
 
     /// Portal settings, for request validation at the edge.

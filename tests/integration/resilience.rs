@@ -675,6 +675,46 @@ async fn r10_health_answers_from_memory_while_workos_hangs_and_reflects_a_reject
 }
 
 #[tokio::test]
+async fn after_a_rejected_key_health_heals_by_probing_without_any_traffic() {
+    let app = app_with(NO_CACHE).await;
+    let id = org(&app, "acme").await;
+    app.emulator
+        .fault(json!({"route": "GET /organizations/{id}", "status": 401, "count": 1}))
+        .await;
+    let status = app
+        .orgs
+        .clone()
+        .get_organization(get(&id, None))
+        .await
+        .expect_err("the key is rejected once");
+    assert_eq!(reason(&status), "WORKOS_API_KEY_REJECTED");
+    app.emulator
+        .control(Method::DELETE, "/requests", None)
+        .await;
+    let serving = || {
+        let mut health = app.health.clone();
+        async move {
+            health
+                .check(HealthCheckRequest {
+                    service: "adminportal.v1.PortalService".into(),
+                })
+                .await
+                .expect("check")
+                .into_inner()
+                .status()
+                == ServingStatus::Serving
+        }
+    };
+    // No caller sends anything: the gateway's own probe finds the key accepted again.
+    wait_until(|| async { !serving().await }).await;
+    wait_until(serving).await;
+    assert!(
+        app.emulator.count("GET /organizations").await >= 1,
+        "the probe is a cheap listing"
+    );
+}
+
+#[tokio::test]
 async fn r12_the_quota_holds_workos_to_its_rate_and_shares_it_fairly() {
     let emulator = TestEmulator::start().await;
     let extra = "[workos.cache]\nttl = \"0s\"\n[workos.quota]\nrequests_per_minute = 600\nburst = 5\ndeletes_per_minute = 50\n";

@@ -539,3 +539,38 @@ async fn sighup_reloads_the_policy_file() {
         let _ = std::fs::remove_file(path);
     }
 }
+
+#[tokio::test]
+async fn sighup_never_ends_a_command_without_a_policy_file() {
+    use tokio::io::AsyncBufReadExt;
+
+    let mut emulator = tokio::process::Command::new(BINARY)
+        .args(["emulator", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start emulator");
+    let mut out = tokio::io::BufReader::new(emulator.stdout.take().expect("stdout")).lines();
+    let url = wait_for_line(&mut out, "WorkOS emulator listening on ").await;
+    let pid = emulator.id().expect("pid").to_string();
+    for _ in 0..2 {
+        let sent = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+    }
+    // Still there, still answering.
+    let answer = reqwest::Client::new()
+        .get(format!("{url}/_emulator/requests"))
+        .send()
+        .await
+        .expect("the emulator still answers after SIGHUP");
+    assert!(answer.status().is_success());
+    assert!(
+        emulator.try_wait().expect("status").is_none(),
+        "still running"
+    );
+    let _ = emulator.kill().await;
+}
