@@ -144,6 +144,9 @@ pub enum Error {
     /// Too many calls are in flight; this one was refused at once.
     #[error("overloaded")]
     Overloaded,
+    /// The call's audit record could not be written, so its result is withheld.
+    #[error("the audit record could not be written")]
+    AuditUnavailable,
     /// A WorkOS call failed, or the gateway refused to make it (quota, open circuit).
     #[error("{}", .0.message)]
     Upstream(Box<Upstream>),
@@ -213,6 +216,7 @@ impl Error {
             | Self::Denied { reason, .. } => reason,
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::Overloaded => "OVERLOADED",
+            Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Self::Upstream(upstream) => upstream.reason,
         }
     }

@@ -9,9 +9,14 @@
 //! reached the operating system; at one call at a time this is exactly one write per line.
 
 use std::{
+    collections::VecDeque,
     io::Write,
     sync::{Mutex, PoisonError},
 };
+
+/// How many failed groups are remembered, so a caller whose line an earlier group carried learns
+/// that it was lost. Callers check within a scheduler round or two of appending.
+const FAILED_GROUPS_KEPT: usize = 64;
 
 /// Lines waiting to be written together, and the writer they go to.
 pub struct LineSink {
@@ -33,6 +38,8 @@ struct Pending {
     appended: u64,
     /// Sequence number of the last line handed to the writer.
     taken: u64,
+    /// Sequence numbers (first, last) of recent groups the writer refused.
+    failed: VecDeque<(u64, u64)>,
 }
 
 struct Output {
@@ -87,17 +94,38 @@ impl LineSink {
     pub fn write_through(&self, ticket: Ticket) -> Result<(), Lost> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         let Output { writer, spare } = &mut *out;
-        let lines = {
+        let (lines, first, last) = {
             let mut pending = self.pending();
             if pending.taken >= ticket.0 {
-                return Ok(());
+                // An earlier group carried this line: it is written unless that group failed.
+                return match pending
+                    .failed
+                    .iter()
+                    .any(|(first, last)| (*first..=*last).contains(&ticket.0))
+                {
+                    false => Ok(()),
+                    true => Err(Lost {
+                        lines: 1,
+                        error: std::io::Error::other(
+                            "the group carrying this line was not written",
+                        ),
+                    }),
+                };
             }
+            let first = pending.taken + 1;
             pending.taken = pending.appended;
             std::mem::swap(&mut pending.bytes, spare);
-            std::mem::take(&mut pending.lines)
+            (std::mem::take(&mut pending.lines), first, pending.appended)
         };
         let written = writer.write_all(spare).and_then(|()| writer.flush());
         spare.clear();
+        if written.is_err() {
+            let mut pending = self.pending();
+            if pending.failed.len() == FAILED_GROUPS_KEPT {
+                pending.failed.pop_front();
+            }
+            pending.failed.push_back((first, last));
+        }
         written.map_err(|error| Lost { lines, error })
     }
 
@@ -235,5 +263,29 @@ mod tests {
             Some((2, "disk full".into()))
         );
         assert!(!sink.is_pending());
+    }
+
+    /// Refuses every write, as a full disk does.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::from(std::io::ErrorKind::StorageFull))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_caller_whose_line_a_failed_group_carried_hears_of_it() {
+        let sink = LineSink::new(Full);
+        let first = sink.append(b"a\n");
+        let second = sink.append(b"b\n");
+        assert!(sink.write_through(second).is_err(), "the caller that wrote");
+        assert!(
+            sink.write_through(first).is_err(),
+            "the caller whose line it carried"
+        );
     }
 }

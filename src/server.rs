@@ -221,12 +221,14 @@ pub async fn serve_with_admin(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let draining = Arc::new(AtomicBool::new(false));
-    let key_watch = tokio::spawn(report_key_rejection(
+    let key_watch = tokio::spawn(report_health(
         key_rejected,
+        envelope.audit_failing(),
         health.clone(),
         draining.clone(),
         readiness.clone(),
         gateway,
+        envelope.clone(),
     ));
     let grace = config.server.shutdown_grace;
     let drain_delay = config.server.drain_delay;
@@ -311,57 +313,91 @@ pub async fn serve_with_admin(
 /// The first key probe after WorkOS rejects the key, and the longest wait between probes.
 const KEY_PROBE_FIRST: Duration = Duration::from_secs(1);
 const KEY_PROBE_MAX: Duration = Duration::from_secs(60);
+/// How often the audit sink is checked while it refuses writes.
+const AUDIT_CHECK_EVERY: Duration = Duration::from_secs(2);
 
-/// Reports NOT_SERVING for the services that need WorkOS while WorkOS rejects the gateway's key
-/// (a configuration error no retry will fix), and SERVING again once a call succeeds. While the
-/// key is rejected, it probes WorkOS itself (with backoff, through the quota like any call), so a
-/// replica that balancers took out of rotation comes back without traffic. WorkOS outages do not
-/// change health: the breaker answers fast, cached reads and the policy still work, and draining
-/// every replica at once would turn a partial outage into a full one.
-async fn report_key_rejection(
-    mut rejected: tokio::sync::watch::Receiver<bool>,
+/// Reports NOT_SERVING for the services that need WorkOS and the audit trail while WorkOS
+/// rejects the gateway's key (a configuration error no retry will fix) or the audit sink refuses
+/// writes (no link or change may leave unrecorded), and SERVING again once both work. While
+/// either is broken it is probed (the key with backoff, through the quota like any call; the
+/// sink with a check record), so a replica that balancers took out of rotation comes back
+/// without traffic. WorkOS outages do not change health: the breaker answers fast, cached reads
+/// and the policy still work, and draining every replica at once would turn a partial outage
+/// into a full one.
+async fn report_health(
+    mut key_rejected: tokio::sync::watch::Receiver<bool>,
+    mut audit_failing: tokio::sync::watch::Receiver<bool>,
     health: tonic_health::server::HealthReporter,
     draining: Arc<AtomicBool>,
     readiness: Readiness,
     gateway: Gateway,
+    envelope: grpc::Envelope,
 ) {
-    let mut reported = false;
+    let mut reported = (false, false);
     let mut backoff = KEY_PROBE_FIRST;
     loop {
-        let is_rejected = *rejected.borrow_and_update();
-        readiness.set_key_rejected(is_rejected);
+        let state = (
+            *key_rejected.borrow_and_update(),
+            *audit_failing.borrow_and_update(),
+        );
+        readiness.set_key_rejected(state.0);
+        readiness.set_audit_failing(state.1);
         if draining.load(Ordering::SeqCst) {
             return;
         }
-        if is_rejected != reported {
-            reported = is_rejected;
-            let status = if is_rejected {
-                tracing::error!(
-                    "WorkOS rejects the gateway's API key: organization and portal services are NOT_SERVING; probing it"
-                );
+        if state != reported {
+            if state.0 != reported.0 {
+                if state.0 {
+                    tracing::error!("WorkOS rejects the gateway's API key; probing it");
+                } else {
+                    tracing::info!("WorkOS accepts the gateway's API key again");
+                }
+            }
+            if state.1 != reported.1 {
+                if state.1 {
+                    tracing::error!("the audit sink refuses writes; results are withheld");
+                } else {
+                    tracing::info!("the audit sink takes writes again");
+                }
+            }
+            let status = if state.0 || state.1 {
                 ServingStatus::NotServing
             } else {
-                tracing::info!("WorkOS accepts the gateway's API key again");
                 ServingStatus::Serving
             };
             for name in &SERVICE_NAMES[..2] {
                 health.set_service_status(*name, status).await;
             }
+            reported = state;
         }
-        if !is_rejected {
+        if !state.0 {
             backoff = KEY_PROBE_FIRST;
-            if rejected.changed().await.is_err() {
-                return;
-            }
-            continue;
         }
+        let key_probe = async {
+            if state.0 {
+                tokio::time::sleep(backoff).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let audit_check = async {
+            if state.1 {
+                tokio::time::sleep(AUDIT_CHECK_EVERY).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
-            changed = rejected.changed() => if changed.is_err() { return },
-            () = tokio::time::sleep(backoff) => {
+            changed = key_rejected.changed() => if changed.is_err() { return },
+            changed = audit_failing.changed() => if changed.is_err() { return },
+            () = key_probe => {
                 // Its answer comes back through the watch: a success clears the rejection.
                 if !gateway.probe_workos().await {
                     backoff = (backoff * 2).min(KEY_PROBE_MAX);
                 }
+            }
+            () = audit_check => {
+                envelope.check_audit_sink();
             }
         }
     }

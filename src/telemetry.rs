@@ -87,6 +87,8 @@ pub struct Metrics {
     quota_rejections: Family<ScopeLabels, Counter>,
     in_flight: Gauge,
     policy_reloads: Family<ResultLabels, Counter>,
+    audit_failures: Counter,
+    audit_failing: Gauge,
 }
 
 impl Default for Metrics {
@@ -113,6 +115,18 @@ impl Metrics {
         let quota_rejections = Family::<ScopeLabels, Counter>::default();
         let in_flight = Gauge::default();
         let policy_reloads = Family::<ResultLabels, Counter>::default();
+        let audit_failures = Counter::default();
+        let audit_failing = Gauge::default();
+        registry.register(
+            "audit_write_failures",
+            "Audit records that could not be written (each call answered UNAVAILABLE instead)",
+            audit_failures.clone(),
+        );
+        registry.register(
+            "audit_sink_failing",
+            "1 while the audit sink refuses writes (the audited services are NOT_SERVING), else 0",
+            audit_failing.clone(),
+        );
         registry.register(
             "rpc_requests",
             "gRPC calls by method, caller and code",
@@ -175,7 +189,19 @@ impl Metrics {
             quota_rejections,
             in_flight,
             policy_reloads,
+            audit_failures,
+            audit_failing,
         }
+    }
+
+    /// Counts an audit record that could not be written.
+    pub fn audit_failure(&self) {
+        self.audit_failures.inc();
+    }
+
+    /// Sets whether the audit sink is refusing writes.
+    pub fn audit_sink_failing(&self, failing: bool) {
+        self.audit_failing.set(i64::from(failing));
     }
 
     /// The metrics in the Prometheus (OpenMetrics) text format.
@@ -320,6 +346,7 @@ pub fn valid_traceparent(value: &str) -> bool {
 pub struct Readiness {
     draining: Arc<AtomicBool>,
     key_rejected: Arc<AtomicBool>,
+    audit_failing: Arc<AtomicBool>,
 }
 
 impl Readiness {
@@ -336,6 +363,11 @@ impl Readiness {
     /// Records whether WorkOS rejects the gateway's key.
     pub fn set_key_rejected(&self, rejected: bool) {
         self.key_rejected.store(rejected, Ordering::SeqCst);
+    }
+
+    /// Records whether the audit sink refuses writes.
+    pub fn set_audit_failing(&self, failing: bool) {
+        self.audit_failing.store(failing, Ordering::SeqCst);
     }
 }
 
@@ -371,7 +403,8 @@ async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
-/// 200 while serving; 503 while draining or while WorkOS rejects the key.
+/// 200 while serving; 503 while draining, while WorkOS rejects the key, or while the audit sink
+/// refuses writes.
 async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
     if state.readiness.draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
@@ -379,6 +412,11 @@ async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "WorkOS rejects the gateway's API key\n",
+        )
+    } else if state.readiness.audit_failing.load(Ordering::SeqCst) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit sink refuses writes\n",
         )
     } else {
         (StatusCode::OK, "ok\n")

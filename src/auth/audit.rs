@@ -46,6 +46,14 @@ impl Auditor {
         Ok(Self { sink })
     }
 
+    /// Writes records to `writer` (for tests that need a sink that fails on demand).
+    #[cfg(test)]
+    pub(crate) fn to_writer(writer: impl std::io::Write + Send + 'static) -> Self {
+        Self {
+            sink: LineSink::new(writer),
+        }
+    }
+
     /// Queues one record for the next group; [`Auditor::write_through`] writes it.
     pub fn append(&self, record: &AuditRecord) -> Option<Ticket> {
         let mut line = match serde_json::to_vec(record) {
@@ -59,12 +67,30 @@ impl Auditor {
         Some(self.sink.append(&line))
     }
 
-    /// Returns once the record of `ticket` is written. A failed write is logged, never fatal
-    /// to the call.
-    pub fn write_through(&self, ticket: Ticket) {
-        if let Err(lost) = self.sink.write_through(ticket) {
-            tracing::error!(error = %lost.error, records = lost.lines, "cannot write audit records");
+    /// Returns once the record of `ticket` is written, saying whether it was. A failed write
+    /// is logged; the caller decides what the call answers (it fails closed).
+    pub fn write_through(&self, ticket: Ticket) -> bool {
+        match self.sink.write_through(ticket) {
+            Ok(()) => true,
+            Err(lost) => {
+                tracing::error!(error = %lost.error, records = lost.lines, "cannot write audit records");
+                false
+            }
         }
+    }
+
+    /// Writes a record that the audit sink is being checked, for the health loop while writes
+    /// fail: it fails as long as the sink does, and once it is written the sink works again.
+    pub fn check_sink(&self) -> bool {
+        let record = AuditRecord {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            rpc: "AuditSinkCheck",
+            outcome: "OK",
+            request_id: crate::domain::random_uuid(),
+            ..AuditRecord::default()
+        };
+        self.append(&record)
+            .is_some_and(|ticket| self.write_through(ticket))
     }
 }
 

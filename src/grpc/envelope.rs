@@ -32,6 +32,8 @@ pub struct Envelope {
     gateway: Gateway,
     authenticator: Arc<Authenticator>,
     auditor: Arc<Auditor>,
+    /// Whether the audit sink refused the last write (watched for health).
+    audit_failing: Arc<tokio::sync::watch::Sender<bool>>,
     metrics: Arc<Metrics>,
     default_deadline: Duration,
     in_flight: Arc<Semaphore>,
@@ -52,9 +54,37 @@ impl Envelope {
             gateway,
             authenticator: Arc::new(authenticator),
             auditor: Arc::new(auditor),
+            audit_failing: Arc::new(tokio::sync::watch::channel(false).0),
             metrics,
             default_deadline,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        }
+    }
+
+    /// Watches whether the audit sink is refusing writes, for health reporting.
+    pub fn audit_failing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.audit_failing.subscribe()
+    }
+
+    /// Checks whether the audit sink takes writes again (by writing a check record), and notes
+    /// the answer for health. For the health loop while the sink is failing.
+    pub fn check_audit_sink(&self) -> bool {
+        let written = self.auditor.check_sink();
+        self.note_audit(written);
+        written
+    }
+
+    fn note_audit(&self, written: bool) {
+        if !written {
+            self.metrics.audit_failure();
+        }
+        let changed = self.audit_failing.send_if_modified(|failing| {
+            let changed = *failing == written;
+            *failing = !written;
+            changed
+        });
+        if changed {
+            self.metrics.audit_sink_failing(!written);
         }
     }
 
@@ -176,14 +206,7 @@ impl Envelope {
         };
         let latency = facts.elapsed();
         let method = facts.rpc().name();
-        // Caller labels stay a bounded set: the identities the policy names.
-        let caller = match facts.caller_identity() {
-            None => "unauthenticated",
-            Some(identity) if self.gateway.knows(identity) => identity,
-            Some(_) => "unknown",
-        };
         let code_name = crate::auth::audit::code_name(code);
-        self.metrics.rpc(method, caller, code_name, latency);
         tracing::info!(
             target: crate::telemetry::RPC_LOG_TARGET,
             method,
@@ -195,19 +218,52 @@ impl Envelope {
             workos_request_id = workos_request_id.unwrap_or(""),
             "rpc"
         );
+        // Caller labels stay a bounded set: the identities the policy names.
+        let caller = match facts.caller_identity() {
+            None => "unauthenticated".to_owned(),
+            Some(identity) if self.gateway.knows(identity) => identity.to_owned(),
+            Some(_) => "unknown".to_owned(),
+        };
         let audit = facts
             .finish(code, reason.map(str::to_owned), denied)
             .and_then(|record| self.auditor.append(&record));
-        if audit.is_some() || crate::telemetry::rpc_lines_pending() {
+        let audit_due = audit.is_some();
+        let mut written = true;
+        if audit_due || crate::telemetry::rpc_lines_pending() {
             // Let the other calls ending in this round add their lines, then write them all
             // with one call per sink; the audit record is written before the answer is sent.
             let group = GroupWrite {
                 auditor: &self.auditor,
                 audit,
+                done: false,
             };
             crate::lines::requeue().await;
-            drop(group);
+            written = group.finish();
         }
+        let result = if audit_due {
+            self.note_audit(written);
+            match result {
+                // Fail closed: no link or change leaves without its record. (A refusal still
+                // goes out: it gives nothing away.)
+                Ok(_) if !written => {
+                    tracing::error!(method, request_id = %context.request_id, "the call's audit record could not be written: its result is withheld (AUDIT_UNAVAILABLE)");
+                    Err(status::from_error(Error::AuditUnavailable))
+                }
+                other => other,
+            }
+        } else {
+            result
+        };
+        let final_code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        self.metrics.rpc(
+            method,
+            &caller,
+            crate::auth::audit::code_name(final_code),
+            latency,
+        );
         result
     }
 }
@@ -246,10 +302,27 @@ impl Drop for CancelGuard<'_> {
 struct GroupWrite<'a> {
     auditor: &'a Auditor,
     audit: Option<Ticket>,
+    done: bool,
+}
+
+impl GroupWrite<'_> {
+    /// Writes the group now; whether the call's audit record (if it has one) was written.
+    fn finish(mut self) -> bool {
+        self.done = true;
+        let written = self
+            .audit
+            .take()
+            .is_none_or(|ticket| self.auditor.write_through(ticket));
+        crate::telemetry::write_rpc_lines();
+        written
+    }
 }
 
 impl Drop for GroupWrite<'_> {
     fn drop(&mut self) {
+        if self.done {
+            return;
+        }
         if let Some(ticket) = self.audit.take() {
             self.auditor.write_through(ticket);
         }
@@ -339,5 +412,66 @@ mod tests {
         assert_eq!(records[0]["rpc"], "GenerateLink");
         assert_eq!(records[0]["request_id"], "cancelled-call");
         assert_eq!(records[0]["outcome"], "OK");
+    }
+
+    /// A sink that refuses writes while `broken` is set, as a full disk does.
+    #[derive(Clone)]
+    struct Flaky(Arc<std::sync::atomic::AtomicBool>);
+
+    impl std::io::Write for Flaky {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(std::io::Error::from(std::io::ErrorKind::StorageFull))
+            } else {
+                Ok(buf.len())
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_result_whose_record_cannot_be_written_is_withheld_until_the_sink_heals() {
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let config = crate::Config::development(
+            "127.0.0.1:0".parse().expect("address"),
+            url::Url::parse("http://127.0.0.1:9").expect("url"),
+            secrecy::SecretString::from("sk_test_unused"),
+        );
+        let metrics = Arc::new(Metrics::default());
+        let gateway = Gateway::connect(
+            &config.workos,
+            metrics.clone(),
+            Default::default(),
+            PolicyStore::default(),
+        )
+        .expect("client");
+        let envelope = Envelope::new(
+            gateway,
+            Authenticator::default(),
+            Auditor::to_writer(Flaky(broken.clone())),
+            metrics,
+            Duration::from_secs(1),
+            8,
+        );
+        let failing = envelope.audit_failing();
+        let context = RequestContext::from_request(&Request::new(()));
+        let facts = AuditEntry::new(Rpc::GenerateLink, "withheld", None);
+        let answer = envelope
+            .conclude(facts, &context, None, Ok::<&str, Error>("a link"))
+            .await;
+        let status = answer.expect_err("withheld");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(*failing.borrow(), "health hears of it");
+        assert!(!envelope.check_audit_sink(), "still broken");
+        broken.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(envelope.check_audit_sink(), "the check record goes through");
+        assert!(!*failing.borrow(), "healed");
+        let facts = AuditEntry::new(Rpc::GenerateLink, "delivered", None);
+        let answer = envelope
+            .conclude(facts, &context, None, Ok::<&str, Error>("a link"))
+            .await;
+        assert_eq!(answer.expect("delivered"), "a link");
     }
 }

@@ -70,6 +70,14 @@ pub(crate) fn from_error(error: Error) -> Status {
                 "the gateway is at its in-flight limit; retry shortly".to_owned(),
             )
         }
+        Error::AuditUnavailable => {
+            details.set_retry_info(Some(Duration::from_secs(1)));
+            (
+                Code::Unavailable,
+                "the call's audit record could not be written, so its result is withheld; retry later"
+                    .to_owned(),
+            )
+        }
         Error::Upstream(upstream) => upstream_status(*upstream, &mut details, &mut metadata),
     };
     details.set_error_info(reason, ERROR_DOMAIN, metadata);

@@ -290,10 +290,15 @@ async fn spawn_app_inner(
     admin: Option<TcpListener>,
 ) -> TestApp {
     let audit_path = temp_path("audit.log");
-    let config_toml = format!(
-        "{config_toml}\n[audit]\nfile = {:?}\n",
-        audit_path.display().to_string()
-    );
+    // A test that chooses its own audit sink says so with its own [audit] table.
+    let config_toml = if config_toml.contains("[audit]") {
+        config_toml.to_owned()
+    } else {
+        format!(
+            "{config_toml}\n[audit]\nfile = {:?}\n",
+            audit_path.display().to_string()
+        )
+    };
     let env = |name: &str| (name == "WORKOS_API_KEY").then(|| api_key.to_owned());
     let config = Config::load(&config_toml, env).expect("test config is valid");
     let listener = TcpListener::bind("127.0.0.1:0")

@@ -124,3 +124,89 @@ async fn an_oversized_list_query_is_the_callers_problem_and_never_trips_the_brea
         .await
         .expect("a normal listing");
 }
+
+#[tokio::test]
+async fn with_the_audit_sink_failing_no_link_leaves_and_health_says_so() {
+    use reqwest::Method;
+    use serde_json::json;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+    let emulator = crate::helpers::TestEmulator::start().await;
+    let config = crate::helpers::base_config(&emulator.url) + "[audit]\nfile = \"/dev/full\"\n";
+    let (app, admin) = crate::helpers::spawn_app_with_admin(emulator, &config).await;
+    app.emulator
+        .control(
+            Method::POST,
+            "/seed",
+            Some(json!({"organizations": [{"name": "Acme", "external_id": "acme"}]})),
+        )
+        .await;
+    let status = app
+        .portal
+        .clone()
+        .generate_link(proto::GenerateLinkRequest {
+            organization: Some(proto::generate_link_request::Organization::ExternalId(
+                "acme".into(),
+            )),
+            intent: Intent::Sso as i32,
+            ..Default::default()
+        })
+        .await
+        .expect_err("no record, no link");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(crate::helpers::reason(&status), "AUDIT_UNAVAILABLE");
+    assert!(
+        !format!("{status:?}").contains("http"),
+        "no link in {status:?}"
+    );
+    // Reads need no record and keep working.
+    app.orgs
+        .clone()
+        .get_organization(proto::GetOrganizationRequest {
+            organization: Some(proto::get_organization_request::Organization::ExternalId(
+                "acme".into(),
+            )),
+        })
+        .await
+        .expect("a read");
+    let serving = || {
+        let mut health = app.health.clone();
+        async move {
+            health
+                .check(HealthCheckRequest {
+                    service: "adminportal.v1.PortalService".into(),
+                })
+                .await
+                .expect("check")
+                .into_inner()
+                .status()
+        }
+    };
+    crate::helpers::wait_until(|| async { serving().await == ServingStatus::NotServing }).await;
+    let http = reqwest::Client::new();
+    let healthz = http
+        .get(format!("http://{admin}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(healthz.status().as_u16(), 503);
+    assert!(healthz.text().await.expect("body").contains("audit"));
+    let metrics = http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains("portal_gateway_audit_sink_failing 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("portal_gateway_audit_write_failures_total ") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+}
