@@ -407,6 +407,21 @@ async fn restricted_callers_get_the_precise_denial() {
         .await
         .expect_err("cannot move an organization out of scope");
     assert_eq!(reason(&status), "ORGANIZATION_NOT_ALLOWED");
+    // Clearing the external id would move it out of scope as surely as changing it.
+    let clear = proto::UpdateOrganizationRequest {
+        organization: Some(proto::Organization {
+            id: acme.clone(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["external_id".into()],
+        }),
+    };
+    let status = orgs
+        .update_organization(clear)
+        .await
+        .expect_err("cannot clear the id that puts it in scope");
+    assert_eq!(reason(&status), "ORGANIZATION_NOT_ALLOWED");
     let by_external = proto::GetOrganizationRequest {
         organization: Some(proto::get_organization_request::Organization::ExternalId(
             "acme-eu".into(),
