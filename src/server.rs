@@ -127,6 +127,13 @@ pub enum ServeError {
     Audit(#[source] std::io::Error),
 }
 
+/// Concurrent streams one HTTP/2 connection may hold (advertised in SETTINGS).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// The largest header list a request may send (16 KiB, what C-core clients accept back).
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// How much longer than `server.request_timeout` a request may take to arrive whole.
+const UNFINISHED_REQUEST_SLACK: Duration = Duration::from_secs(1);
+
 /// The fully qualified names of the gateway's own services, as health checks name them.
 pub const SERVICE_NAMES: [&str; 3] = [
     "adminportal.v1.OrganizationService",
@@ -263,7 +270,16 @@ pub async fn serve_with_admin(
         let _ = draining_tx.send(());
     };
 
-    let mut builder = Server::builder();
+    // Bounded per connection and per request: no client can hold unbounded streams, headers or
+    // half-sent bodies. Deadlines start only once a request is decoded, so the outer timeout
+    // (longer than any deadline the envelope enforces) is what ends a body that never finishes;
+    // tonic answers that with CANCELLED.
+    let mut builder = Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .timeout(config.server.request_timeout + UNFINISHED_REQUEST_SLACK);
     if let Some(tls) = &config.auth.tls {
         use secrecy::ExposeSecret;
         let identity =
@@ -274,8 +290,6 @@ pub async fn serve_with_admin(
         }
         builder = builder.tls_config(tls_config)?;
     }
-    // No `Server::timeout`: tonic's would answer CANCELLED; the handlers enforce deadlines
-    // themselves and answer DEADLINE_EXCEEDED.
     let server = builder
         .add_service(health_service)
         .add_service(reflection_v1)

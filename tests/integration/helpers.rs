@@ -170,6 +170,8 @@ impl Clients {
 /// The gateway wired to its own emulator.
 pub(crate) struct TestApp {
     pub(crate) emulator: TestEmulator,
+    /// Where the gateway listens.
+    pub(crate) address: std::net::SocketAddr,
     pub(crate) channel: Channel,
     /// Clients for the all-powerful `admin` caller.
     pub(crate) orgs: OrganizationServiceClient<Authed>,
@@ -331,6 +333,7 @@ async fn spawn_app_inner(
     );
     TestApp {
         emulator,
+        address: addr,
         orgs: admin.orgs,
         portal: admin.portal,
         health: HealthClient::new(channel.clone()),

@@ -210,3 +210,52 @@ async fn with_the_audit_sink_failing_no_link_leaves_and_health_says_so() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_whose_body_never_finishes_is_ended_and_streams_per_connection_are_capped() {
+    let emulator = crate::helpers::TestEmulator::start().await;
+    let config = crate::helpers::base_config(&emulator.url)
+        .replacen("request_timeout = \"5s\"", "request_timeout = \"200ms\"", 1)
+        .replacen("[server]\n", "[server]\nrequest_timeout = \"300ms\"\n", 1);
+    let app = crate::helpers::spawn_app_with(emulator, &config, crate::helpers::API_KEY).await;
+    let tcp = tokio::net::TcpStream::connect(app.address)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::post(format!(
+        "http://{}/adminportal.v1.PortalService/ListIntents",
+        app.address
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .header(
+        "authorization",
+        format!("Bearer {}", crate::helpers::ADMIN_TOKEN),
+    )
+    .body(())
+    .expect("request");
+    let (response, mut body) = client.send_request(request, false).expect("stream");
+    // Three of the five bytes of the gRPC message prefix, then nothing more.
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0]), false)
+        .expect("partial body");
+    let started = std::time::Instant::now();
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(5), response)
+        .await
+        .expect("the server ends the stream instead of waiting forever");
+    eprintln!("an unfinished body was ended after {:?}", started.elapsed());
+    if let Ok(response) = answered {
+        let status = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(status.as_deref(), Some("1"), "CANCELLED: {response:?}");
+    }
+    assert_eq!(
+        client.current_max_send_streams(),
+        portal_gateway::server::MAX_STREAMS_PER_CONNECTION as usize,
+        "the server advertises its stream limit"
+    );
+}
