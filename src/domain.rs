@@ -16,6 +16,16 @@ pub const METADATA_MAX_VALUE: usize = 600;
 pub const EXTERNAL_ID_MAX: usize = 64;
 /// Most IT contacts a portal link may grant access to.
 pub const IT_CONTACTS_MAX: usize = 20;
+/// Whether `c` is a control character or an invisible bidirectional formatting character (the
+/// kind that makes text read differently from what it holds).
+pub fn is_hidden_or_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
 /// Domains an organization may claim in one request (WorkOS documents no limit; a sensible one).
 pub const DOMAINS_MAX: usize = 100;
 /// Domain filters in one ListOrganizations request, so its URL stays well under what servers take.

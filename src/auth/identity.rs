@@ -84,8 +84,9 @@ fn auth_error(reason: &'static str, description: impl Into<String>) -> AuthError
 pub struct RequestContext {
     bearer: Option<SecretString>,
     authorization_malformed: bool,
-    forwarded_client_cert: Option<String>,
-    linkerd_identity: Option<String>,
+    /// Mesh identity headers; `Err` when present but not text (refused, never ignored).
+    forwarded_client_cert: Option<Result<String, ()>>,
+    linkerd_identity: Option<Result<String, ()>>,
     /// `x-acting-user`, if sent (validated by the caller of [`RequestContext::acting_user`]).
     acting_user: Option<Result<String, ()>>,
     /// The TCP peer.
@@ -111,6 +112,11 @@ impl RequestContext {
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
+        };
+        let present = |name: &str| {
+            metadata
+                .get(name)
+                .map(|v| v.to_str().map(str::to_owned).map_err(drop))
         };
         let authorization = metadata.get("authorization");
         let (bearer, authorization_malformed) = match authorization.map(|v| v.to_str()) {
@@ -148,8 +154,8 @@ impl RequestContext {
         Self {
             bearer,
             authorization_malformed,
-            forwarded_client_cert: text("x-forwarded-client-cert"),
-            linkerd_identity: text("l5d-client-id"),
+            forwarded_client_cert: present("x-forwarded-client-cert"),
+            linkerd_identity: present("l5d-client-id"),
             acting_user,
             peer: request.remote_addr(),
             peer_certs: request.peer_certs(),
@@ -396,7 +402,14 @@ impl Authenticator {
                     "identity headers are accepted only from the configured trusted proxies",
                 ));
             }
+            let not_text = || {
+                auth_error(
+                    "INVALID_MESH_IDENTITY",
+                    "a mesh identity header is not printable ASCII",
+                )
+            };
             if let Some(xfcc) = &context.forwarded_client_cert {
+                let xfcc = xfcc.as_ref().map_err(|()| not_text())?;
                 let identity = spiffe_id_from_xfcc(xfcc, self.mesh.trust_domain.as_deref())?;
                 return Ok(Caller {
                     identity,
@@ -404,6 +417,7 @@ impl Authenticator {
                 });
             }
             if let Some(identity) = &context.linkerd_identity {
+                let identity = identity.as_ref().map_err(|()| not_text())?;
                 if identity.is_empty()
                     || identity.len() > 253
                     || !identity

@@ -149,6 +149,9 @@ fn jwt_settings(problems: &mut Problems, jwt: RawJwt) -> Option<JwtSettings> {
         jwt.leeway.as_deref(),
         Duration::from_secs(30),
     );
+    if leeway > Duration::from_secs(5 * 60) {
+        problems.push("auth.jwt.leeway: must be at most 5m (clock skew, not token lifetime)");
+    }
     let refresh_interval = problems.duration(
         "auth.jwt.refresh_interval",
         jwt.refresh_interval.as_deref(),
@@ -208,6 +211,16 @@ fn auth_settings(problems: &mut Problems, raw: RawAuth, tls: Option<RawTls>) -> 
                     .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                     .map_err(|_| {
                         format!("{cidr:?} is not an address or CIDR such as 127.0.0.1/32")
+                    })
+                    .and_then(|net| {
+                        // Trusting a whole address family would let anyone claim any identity.
+                        if net.prefix_len() < 8 {
+                            Err(format!(
+                                "{cidr:?} trusts too much: name the sidecars, such as 127.0.0.1/32 (at least /8)"
+                            ))
+                        } else {
+                            Ok(net)
+                        }
                     }),
             )
         })

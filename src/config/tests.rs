@@ -252,3 +252,18 @@ fn a_syntax_error_is_located_without_echoing_the_line_that_may_hold_a_secret() {
     assert!(lines.starts_with("config file: line 2, column "), "{lines}");
     assert!(!lines.contains("hunter2-canary"), "{lines}");
 }
+
+#[test]
+fn trusting_everyone_or_a_long_token_leeway_is_refused() {
+    let text = "[auth.mesh]\ntrusted_proxies = [\"0.0.0.0/0\"]\n[auth.jwt]\njwks_file = \"/nonexistent\"\nissuer = \"i\"\naudience = \"a\"\nleeway = \"1h\"\n";
+    let error = Config::load(text, env(&[("WORKOS_API_KEY", "sk_test_abcdef")])).expect_err("bad");
+    let lines = error.problems.join("\n");
+    assert!(
+        lines.contains("auth.mesh.trusted_proxies[0]: \"0.0.0.0/0\" trusts too much"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("auth.jwt.leeway: must be at most 5m"),
+        "{lines}"
+    );
+}

@@ -255,6 +255,8 @@ pub(crate) async fn advance_clock(
 ) -> ControlResult {
     let mut fields = Fields::new(&body);
     fields.only(&["advance_seconds"]);
+    // At most ten years in all, so that no later time arithmetic can overflow.
+    const MAX_OFFSET: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
     let seconds = body.get("advance_seconds").and_then(Value::as_u64);
     if seconds.is_none() {
         fields.fail(
@@ -262,9 +264,19 @@ pub(crate) async fn advance_clock(
             "advance_seconds must be a non-negative integer",
         );
     }
+    let asked = seconds.unwrap_or(0);
+    let advance = Duration::from_secs(asked.min(MAX_OFFSET.as_secs()));
+    if asked > MAX_OFFSET.as_secs()
+        || shared.store().clock_offset.saturating_add(advance) > MAX_OFFSET
+    {
+        fields.fail(
+            "advance_seconds",
+            "the emulator's clock may be moved at most ten years ahead in all",
+        );
+    }
     fields.finish()?;
     let mut store = shared.store();
-    store.clock_offset += Duration::from_secs(seconds.unwrap_or(0));
+    store.clock_offset = store.clock_offset.saturating_add(advance).min(MAX_OFFSET);
     let offset = store.clock_offset.as_secs();
     Ok(json_response(
         StatusCode::OK,

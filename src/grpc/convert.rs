@@ -108,6 +108,12 @@ fn name(invalid: &mut Invalid, field: &str, value: &str) -> Option<String> {
             format!("must be at most {} characters", domain::NAME_MAX),
         );
         None
+    } else if trimmed.chars().any(domain::is_hidden_or_control) {
+        invalid.add(
+            field,
+            "must not contain control characters or bidirectional overrides",
+        );
+        None
     } else {
         Some(trimmed.to_owned())
     }

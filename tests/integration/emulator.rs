@@ -769,3 +769,24 @@ async fn seeding_creates_fixed_ids_all_or_nothing() {
         "the bad seed added nothing"
     );
 }
+
+#[tokio::test]
+async fn the_clock_cannot_be_moved_so_far_that_later_requests_break() {
+    let emulator = TestEmulator::start().await;
+    let org = emulator.create_organization(json!({"name": "Acme"})).await;
+    let far = emulator
+        .http
+        .post(format!("{}/_emulator/clock", emulator.url))
+        .json(&json!({"advance_seconds": u64::MAX}))
+        .send()
+        .await
+        .expect("clock");
+    assert_eq!(far.status().as_u16(), 422);
+    let link = emulator
+        .api(Method::POST, "/portal/generate_link")
+        .json(&json!({"organization": org["id"], "intent": "sso"}))
+        .send()
+        .await
+        .expect("generate_link");
+    assert_eq!(link.status().as_u16(), 201, "the emulator still works");
+}

@@ -259,3 +259,26 @@ async fn a_stream_whose_body_never_finishes_is_ended_and_streams_per_connection_
         "the server advertises its stream limit"
     );
 }
+
+#[tokio::test]
+async fn names_that_would_read_differently_from_what_they_hold_are_refused() {
+    let app = spawn_app().await;
+    for name in [
+        "Acme\u{202E}moc.evil",
+        "Acme\0Corp",
+        "Acme\u{2066}x\u{2069}",
+    ] {
+        let status = app
+            .orgs
+            .clone()
+            .create_organization(proto::CreateOrganizationRequest {
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{name:?}");
+        assert_eq!(bad_fields(&status), ["name"], "{name:?}");
+    }
+    assert_eq!(app.emulator.total_requests().await, 0);
+}

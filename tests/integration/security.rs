@@ -667,6 +667,28 @@ organizations = ["*"]
     .await
     .expect_err("proven but not in the policy");
     assert_eq!(status.code(), Code::PermissionDenied);
+    // A mesh header that is present but not text is refused, never taken as absent (which would
+    // fall through to another way of proving who the caller is).
+    for name in ["l5d-client-id", "x-forwarded-client-cert"] {
+        let mut request = tonic::Request::new(proto::ListIntentsRequest {});
+        request.metadata_mut().insert(
+            name,
+            tonic::metadata::AsciiMetadataValue::try_from(&b"caf\xe9"[..]).expect("obs-text"),
+        );
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", crate::helpers::ADMIN_TOKEN)
+                .parse()
+                .expect("token"),
+        );
+        let status = app
+            .clients(Credentials::default())
+            .portal
+            .list_intents(request)
+            .await
+            .expect_err("not text");
+        assert_eq!(reason(&status), "INVALID_MESH_IDENTITY", "{name}");
+    }
 }
 
 /// A CA, and client certificates it signs with the given URI SANs.
