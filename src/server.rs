@@ -279,7 +279,10 @@ pub async fn serve_with_admin(
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .timeout(config.server.request_timeout + UNFINISHED_REQUEST_SLACK);
+        .timeout(config.server.request_timeout + UNFINISHED_REQUEST_SLACK)
+        .layer(tower::util::MapResponseLayer::new(
+            grpc::decode_failures_are_invalid_arguments,
+        ));
     if let Some(tls) = &config.auth.tls {
         use secrecy::ExposeSecret;
         let identity =

@@ -16,6 +16,7 @@ pub use access::AccessService;
 pub use envelope::Envelope;
 pub use organization::OrganizationService;
 pub use portal::PortalService;
+pub use status::decode_failures_are_invalid_arguments;
 
 /// What every generated service method returns.
 type RpcResult<T> = Result<tonic::Response<T>, tonic::Status>;

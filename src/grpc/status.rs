@@ -124,3 +124,35 @@ fn upstream_status(
     };
     (code, upstream.message)
 }
+
+/// What prost says when a request message cannot be decoded (tonic answers it with INTERNAL,
+/// before any handler runs).
+const DECODE_FAILURE: &str = "failed to decode Protobuf message";
+
+/// A tower response mapper for the whole server: a request whose message cannot be decoded
+/// (malformed protobuf, a string that is not UTF-8) is the caller's mistake, so tonic's bare
+/// INTERNAL becomes INVALID_ARGUMENT with an `ErrorInfo` (`MALFORMED_REQUEST`), like every other
+/// error this gateway sends.
+pub fn decode_failures_are_invalid_arguments(
+    response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers();
+    if headers.get("grpc-status").map(http::HeaderValue::as_bytes) != Some(b"13") {
+        return response;
+    }
+    let message = headers
+        .get("grpc-message")
+        .map(|v| percent_encoding::percent_decode(v.as_bytes()).decode_utf8_lossy())
+        .unwrap_or_default();
+    if !message.starts_with(DECODE_FAILURE) {
+        return response;
+    }
+    let mut details = ErrorDetails::new();
+    details.set_error_info("MALFORMED_REQUEST", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(
+        Code::InvalidArgument,
+        "the request message could not be decoded (malformed protobuf, or a string that is not UTF-8)",
+        details,
+    )
+    .into_http()
+}

@@ -282,3 +282,62 @@ async fn names_that_would_read_differently_from_what_they_hold_are_refused() {
     }
     assert_eq!(app.emulator.total_requests().await, 0);
 }
+
+#[tokio::test]
+async fn a_message_that_cannot_be_decoded_is_invalid_argument_with_error_info() {
+    let app = spawn_app().await;
+    let tcp = tokio::net::TcpStream::connect(app.address)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    // A string field (organization_id) holding bytes that are not UTF-8, and a truncated field.
+    for payload in [&[0x0a_u8, 0x02, 0xff, 0xfe][..], &[0x0a, 0x7f, 0x41][..]] {
+        let mut client = client.clone().ready().await.expect("ready");
+        let request = http::Request::post(format!(
+            "http://{}/adminportal.v1.PortalService/GenerateLink",
+            app.address
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header(
+            "authorization",
+            format!("Bearer {}", crate::helpers::ADMIN_TOKEN),
+        )
+        .body(())
+        .expect("request");
+        let (response, mut body) = client.send_request(request, false).expect("stream");
+        let mut frame = vec![0, 0, 0, 0, payload.len() as u8];
+        frame.extend_from_slice(payload);
+        body.send_data(bytes::Bytes::from(frame), true)
+            .expect("body");
+        let response = response.await.expect("answer");
+        let headers = response.headers().clone();
+        let trailers = response
+            .into_body()
+            .trailers()
+            .await
+            .expect("trailers")
+            .unwrap_or_default();
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .or_else(|| trailers.get(name))
+                .map(|v| v.to_str().expect("text").to_owned())
+        };
+        assert_eq!(get("grpc-status").as_deref(), Some("3"), "{payload:?}");
+        let details = get("grpc-status-details-bin").expect("details");
+        let status = tonic::Status::from_header_map(&{
+            let mut map = http::HeaderMap::new();
+            map.insert("grpc-status", "3".parse().expect("status"));
+            map.insert(
+                "grpc-status-details-bin",
+                details.parse().expect("details header"),
+            );
+            map
+        })
+        .expect("a status");
+        assert_eq!(crate::helpers::reason(&status), "MALFORMED_REQUEST");
+    }
+    assert_eq!(app.emulator.total_requests().await, 0);
+}
