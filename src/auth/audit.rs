@@ -125,6 +125,10 @@ pub struct AuditRecord {
     pub external_id: Option<String>,
     /// Intent of a link.
     pub intent: Option<&'static str>,
+    /// The `external_user_id` a link was minted for (the acting user unless the request named
+    /// another), which RevokeLinks cuts off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_user_id: Option<String>,
     /// Origin of the return URL.
     pub return_origin: Option<String>,
     /// Origin of the success URL.
@@ -196,14 +200,16 @@ impl AuditEntry {
         }
     }
 
-    /// The link's intent and URL origins.
+    /// The link's intent, URL origins and the external user it is minted for.
     pub fn link_request(
         &mut self,
         intent: &'static str,
         return_origin: Option<String>,
         success_origin: Option<String>,
+        external_user_id: Option<&str>,
     ) {
         self.record.intent = Some(intent);
+        self.record.external_user_id = external_user_id.map(str::to_owned);
         self.record.return_origin = return_origin;
         self.record.success_origin = success_origin;
     }

@@ -25,6 +25,7 @@ impl Gateway {
             request.intent.workos_name(),
             request.return_url.as_ref().map(RedirectUrl::origin),
             request.success_url.as_ref().map(RedirectUrl::origin),
+            request.external_user_id.as_deref(),
         );
         let acting_user = call.acting_user.clone();
         let base = AccessRequest {

@@ -179,6 +179,11 @@ async fn audit_facts_name_the_resolved_organization_and_fingerprint_the_link() {
     assert_eq!(record.caller.as_deref(), Some("billing"));
     assert_eq!(record.acting_user.as_deref(), Some("bob"));
     assert_eq!(
+        record.external_user_id.as_deref(),
+        Some("bob"),
+        "the acting user is the link's external user"
+    );
+    assert_eq!(
         record.organization_id.as_deref(),
         Some(organization.id.as_str())
     );
@@ -334,4 +339,24 @@ async fn a_caller_scoped_by_external_ids_cannot_move_or_clear_an_organization_ou
         .await
         .expect("still in scope");
     assert_eq!(renamed.external_id.as_deref(), Some("eu-acme-2"));
+}
+
+#[tokio::test]
+async fn a_link_for_another_external_user_than_the_acting_one_records_both() {
+    let harness = harness(vec![rule("billing", OrganizationScope::All)]).await;
+    harness.create("billing", "initech", "r1").await;
+    let mut call = harness.call("billing", Rpc::GenerateLink, Some("alice"));
+    let mut request = harness.link_request(OrganizationRef::External(
+        ExternalId::parse("initech").expect("id"),
+    ));
+    request.external_user_id = Some("it-admin-42".into());
+    harness
+        .gateway
+        .generate_link(&mut call, request)
+        .await
+        .expect("link");
+    let (facts, _) = call.finish();
+    let record = facts.finish(tonic::Code::Ok, None, false).expect("audited");
+    assert_eq!(record.acting_user.as_deref(), Some("alice"));
+    assert_eq!(record.external_user_id.as_deref(), Some("it-admin-42"));
 }
