@@ -26,15 +26,18 @@ struct Cli {
 enum Command {
     /// Run the gateway and an embedded WorkOS emulator together, for development.
     Dev {
-        /// Where the gateway listens (port 0 picks a free port).
-        #[arg(long, default_value = config::DEFAULT_LISTEN)]
-        listen: SocketAddr,
-        /// Where the embedded WorkOS emulator listens.
-        #[arg(long, default_value = "127.0.0.1:4100")]
-        emulator_listen: SocketAddr,
-        /// Where `/metrics` and `/healthz` are served.
-        #[arg(long, default_value = "127.0.0.1:9090")]
-        admin_listen: SocketAddr,
+        /// Where the gateway listens (port 0 picks a free port) [default: 127.0.0.1:50051, or a
+        /// free port when that one is busy].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Where the embedded WorkOS emulator listens [default: 127.0.0.1:4100, or a free port
+        /// when that one is busy].
+        #[arg(long)]
+        emulator_listen: Option<SocketAddr>,
+        /// Where `/metrics` and `/healthz` are served [default: 127.0.0.1:9090, or a free port
+        /// when that one is busy].
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
     },
     /// Run the gateway against WorkOS (production). Reads WORKOS_API_KEY and WORKOS_BASE_URL.
     Serve {
@@ -133,6 +136,35 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, ExitCode> {
     })
 }
 
+/// Binds `asked` when given (and fails if it cannot), else `default`, falling back to a free port
+/// when the default one is busy (9090, say, is also Prometheus's), so `dev` always starts.
+async fn bind_or_free(
+    what: &str,
+    asked: Option<SocketAddr>,
+    default: &str,
+) -> Result<TcpListener, ExitCode> {
+    if let Some(addr) = asked {
+        return bind(what, addr).await;
+    }
+    let default: SocketAddr = default.parse().map_err(|_| ExitCode::FAILURE)?;
+    match TcpListener::bind(default).await {
+        Ok(listener) => Ok(listener),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+            let free = SocketAddr::new(default.ip(), 0);
+            let listener = bind(what, free).await?;
+            say(&format!(
+                "{default} is busy: the {what} listens on {} instead",
+                local_addr(&listener)?
+            ));
+            Ok(listener)
+        }
+        Err(error) => {
+            eprintln!("portal-gateway: cannot listen for the {what} on {default}: {error}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ExitCode> {
     listener.local_addr().map_err(|error| {
         eprintln!("portal-gateway: cannot read the bound address: {error}");
@@ -141,9 +173,9 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ExitCode> {
 }
 
 async fn dev(
-    listen: SocketAddr,
-    emulator_listen: SocketAddr,
-    admin_listen: SocketAddr,
+    listen: Option<SocketAddr>,
+    emulator_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
 ) -> ExitCode {
     match dev_inner(listen, emulator_listen, admin_listen).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,15 +184,16 @@ async fn dev(
 }
 
 async fn dev_inner(
-    listen: SocketAddr,
-    emulator_listen: SocketAddr,
-    admin_listen: SocketAddr,
+    listen: Option<SocketAddr>,
+    emulator_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
 ) -> Result<(), ExitCode> {
-    let emulator_listener = bind("WorkOS emulator", emulator_listen).await?;
+    let emulator_listener =
+        bind_or_free("WorkOS emulator", emulator_listen, "127.0.0.1:4100").await?;
     let emulator_addr = local_addr(&emulator_listener)?;
-    let gateway_listener = bind("gateway", listen).await?;
+    let gateway_listener = bind_or_free("gateway", listen, config::DEFAULT_LISTEN).await?;
     let gateway_addr = local_addr(&gateway_listener)?;
-    let admin_listener = bind("admin port", admin_listen).await?;
+    let admin_listener = bind_or_free("admin port", admin_listen, "127.0.0.1:9090").await?;
     let admin_addr = local_addr(&admin_listener)?;
     let origin = emulator::origin_of(emulator_addr);
     let (stop_emulator, emulator_stopped) = tokio::sync::oneshot::channel::<()>();

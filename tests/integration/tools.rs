@@ -574,3 +574,36 @@ async fn sighup_never_ends_a_command_without_a_policy_file() {
     );
     let _ = emulator.kill().await;
 }
+
+#[tokio::test]
+async fn dev_starts_on_a_free_port_when_a_default_one_is_busy() {
+    use tokio::io::AsyncBufReadExt;
+
+    // Hold the default admin port, as a local Prometheus would (if something else already holds
+    // it, the situation is the same).
+    let _held = std::net::TcpListener::bind("127.0.0.1:9090");
+    let mut dev = tokio::process::Command::new(BINARY)
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--emulator-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start dev");
+    let mut out = tokio::io::BufReader::new(dev.stdout.take().expect("stdout")).lines();
+    let metrics = wait_for_line(&mut out, "Metrics on http://").await;
+    let admin = metrics.split('/').next().expect("address").to_owned();
+    assert_ne!(admin, "127.0.0.1:9090", "{metrics}");
+    let healthz = reqwest::Client::new()
+        .get(format!("http://{admin}/healthz"))
+        .send()
+        .await
+        .expect("the admin port answers");
+    assert_eq!(healthz.status().as_u16(), 200);
+    let _ = dev.kill().await;
+}
