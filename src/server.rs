@@ -228,6 +228,20 @@ pub async fn serve_with_admin(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let draining = Arc::new(AtomicBool::new(false));
+    let summaries = tokio::spawn({
+        let envelope = envelope.clone();
+        let every = config.audit_summary_every;
+        async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                envelope.write_unauthenticated_summary();
+            }
+        }
+    });
+    let final_summary = envelope.clone();
     let key_watch = tokio::spawn(report_health(
         key_rejected,
         envelope.audit_failing(),
@@ -322,6 +336,8 @@ pub async fn serve_with_admin(
         reloader.abort();
     }
     key_watch.abort();
+    summaries.abort();
+    final_summary.write_unauthenticated_summary();
     let _ = admin_stop.send(());
     tracing::info!("gateway stopped");
     Ok(())

@@ -34,6 +34,10 @@ pub enum AuditTarget {
 #[derive(Debug)]
 pub struct Auditor {
     sink: LineSink,
+    /// Unauthenticated calls since the last summary, by peer address and reason: recorded as
+    /// counts, so that no one without credentials can fill the disk with records.
+    unauthenticated:
+        std::sync::Mutex<std::collections::HashMap<(Option<std::net::IpAddr>, &'static str), u64>>,
 }
 
 impl Auditor {
@@ -43,7 +47,61 @@ impl Auditor {
             AuditTarget::Stdout => LineSink::new(std::io::stdout()),
             AuditTarget::File(path) => LineSink::new(open_append(path)?),
         };
-        Ok(Self { sink })
+        Ok(Self {
+            sink,
+            unauthenticated: Default::default(),
+        })
+    }
+
+    /// Counts an unauthenticated call for the next summary. Returns whether it is the first of
+    /// its peer and reason since the last one (so a caller can log just that one).
+    pub fn count_unauthenticated(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        reason: &'static str,
+    ) -> bool {
+        let mut counts = self
+            .unauthenticated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Beyond this many distinct peers, the rest are counted together.
+        const PEERS_MAX: usize = 1024;
+        let peer = peer.map(|p| p.ip());
+        let key = if counts.len() >= PEERS_MAX && !counts.contains_key(&(peer, reason)) {
+            (None, reason)
+        } else {
+            (peer, reason)
+        };
+        let count = counts.entry(key).or_default();
+        *count += 1;
+        *count == 1
+    }
+
+    /// Writes one summary record per peer and reason for the unauthenticated calls counted since
+    /// the last summary. Returns whether every record was written (true when there were none).
+    pub fn write_unauthenticated_summary(&self) -> bool {
+        let counts = std::mem::take(
+            &mut *self
+                .unauthenticated
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut last = None;
+        for ((peer, reason), count) in counts {
+            let record = AuditRecord {
+                time: time.clone(),
+                rpc: "UnauthenticatedCalls",
+                outcome: "UNAUTHENTICATED",
+                reason: Some(reason.to_owned()),
+                peer: peer.map(|ip| ip.to_string()),
+                count: Some(count),
+                request_id: String::new(),
+                ..AuditRecord::default()
+            };
+            last = self.append(&record).or(last);
+        }
+        last.is_none_or(|ticket| self.write_through(ticket))
     }
 
     /// Writes records to `writer` (for tests that need a sink that fails on demand).
@@ -51,6 +109,7 @@ impl Auditor {
     pub(crate) fn to_writer(writer: impl std::io::Write + Send + 'static) -> Self {
         Self {
             sink: LineSink::new(writer),
+            unauthenticated: Default::default(),
         }
     }
 
@@ -139,6 +198,9 @@ pub struct AuditRecord {
     pub peer: Option<String>,
     /// `sha256:` + the first 16 hex digits of the minted link's SHA-256.
     pub link_fingerprint: Option<String>,
+    /// For a summary record: how many calls it stands for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 /// An audit record being filled in while a call runs.

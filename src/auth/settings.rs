@@ -89,6 +89,7 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     file: Option<String>,
+    unauthenticated_summary_every: Option<String>,
 }
 
 fn jwt_algorithm(name: &str) -> Option<jsonwebtoken::Algorithm> {
@@ -175,6 +176,15 @@ impl RawAuth {
 }
 
 impl RawAudit {
+    /// How often unauthenticated calls are summed up into records (default 10 s).
+    pub fn summary_every(&self, problems: &mut Problems) -> Duration {
+        problems.duration(
+            "audit.unauthenticated_summary_every",
+            self.unauthenticated_summary_every.as_deref(),
+            Duration::from_secs(10),
+        )
+    }
+
     /// Where audit records go.
     pub fn target(self) -> AuditTarget {
         match self.file {

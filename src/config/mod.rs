@@ -62,6 +62,8 @@ pub struct Config {
     pub policy_reload_interval: Duration,
     /// Where audit records go.
     pub audit: AuditTarget,
+    /// How often unauthenticated calls are summed up into audit records.
+    pub audit_summary_every: Duration,
     /// Where `/metrics` and `/healthz` are served, if anywhere.
     pub admin_listen: Option<SocketAddr>,
 }
@@ -185,6 +187,7 @@ impl Config {
             policy_source: None,
             policy_reload_interval: Duration::from_secs(2),
             audit: AuditTarget::Stdout,
+            audit_summary_every: Duration::from_secs(10),
             admin_listen: None,
         }
     }
@@ -224,6 +227,7 @@ impl Config {
                     .map_err(|_| "must be an address such as 0.0.0.0:9090".into()),
             )
         });
+        let audit_summary_every = raw.audit.summary_every(&mut problems);
         let audit = raw.audit.target();
         let (policy, policy_source, reload) = match (raw.policy_file, raw.policy) {
             (Some(_), Some(_)) => {
@@ -272,6 +276,7 @@ impl Config {
                 policy_source,
                 policy_reload_interval,
                 audit,
+                audit_summary_every,
                 admin_listen,
             }),
             _ => Err(ConfigError { problems }),

@@ -66,6 +66,14 @@ impl Envelope {
         self.audit_failing.subscribe()
     }
 
+    /// Writes the summary of the unauthenticated calls counted since the last one.
+    pub fn write_unauthenticated_summary(&self) {
+        let written = self.auditor.write_unauthenticated_summary();
+        if !written {
+            self.note_audit(false);
+        }
+    }
+
     /// Checks whether the audit sink takes writes again (by writing a check record), and notes
     /// the answer for health. For the health loop while the sink is failing.
     pub fn check_audit_sink(&self) -> bool {
@@ -207,7 +215,18 @@ impl Envelope {
         let latency = facts.elapsed();
         let method = facts.rpc().name();
         let code_name = crate::auth::audit::code_name(code);
-        tracing::info!(
+        // Calls without credentials are summed up, not recorded (or logged) one by one: anyone
+        // can make them, as fast as they like.
+        let unauthenticated = match (&result, reason) {
+            (Err(status), Some(reason)) if status.code() == tonic::Code::Unauthenticated => {
+                Some(reason)
+            }
+            _ => None,
+        };
+        let first_of_its_kind = unauthenticated
+            .is_some_and(|reason| self.auditor.count_unauthenticated(context.peer, reason));
+        if unauthenticated.is_none() || first_of_its_kind {
+            tracing::info!(
             target: crate::telemetry::RPC_LOG_TARGET,
             method,
             caller = facts.caller_identity().unwrap_or(""),
@@ -217,7 +236,8 @@ impl Envelope {
             request_id = %context.request_id,
             workos_request_id = workos_request_id.unwrap_or(""),
             "rpc"
-        );
+            );
+        }
         // Caller labels stay a bounded set: the identities the policy names.
         let caller = match facts.caller_identity() {
             None => "unauthenticated".to_owned(),
@@ -226,6 +246,7 @@ impl Envelope {
         };
         let audit = facts
             .finish(code, reason.map(str::to_owned), denied)
+            .filter(|_| unauthenticated.is_none())
             .and_then(|record| self.auditor.append(&record));
         let audit_due = audit.is_some();
         let mut written = true;

@@ -297,7 +297,7 @@ async fn spawn_app_inner(
         config_toml.to_owned()
     } else {
         format!(
-            "{config_toml}\n[audit]\nfile = {:?}\n",
+            "{config_toml}\n[audit]\nfile = {:?}\nunauthenticated_summary_every = \"50ms\"\n",
             audit_path.display().to_string()
         )
     };

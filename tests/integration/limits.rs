@@ -341,3 +341,39 @@ async fn a_message_that_cannot_be_decoded_is_invalid_argument_with_error_info() 
     }
     assert_eq!(app.emulator.total_requests().await, 0);
 }
+
+#[tokio::test]
+async fn a_flood_of_unauthenticated_calls_is_summed_up_not_recorded_one_by_one() {
+    let app = spawn_app().await;
+    let anonymous = app.clients(crate::helpers::Credentials::default());
+    for _ in 0..500 {
+        let status = anonymous
+            .portal
+            .clone()
+            .list_intents(proto::ListIntentsRequest {})
+            .await
+            .expect_err("no credentials");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    let summed = || {
+        app.audit_records()
+            .iter()
+            .filter(|r| r["rpc"] == "UnauthenticatedCalls")
+            .filter_map(|r| r["count"].as_u64())
+            .sum::<u64>()
+    };
+    crate::helpers::wait_until(|| async { summed() >= 500 }).await;
+    let records = app.audit_records();
+    assert_eq!(summed(), 500);
+    assert!(
+        records.len() <= 10,
+        "{} records for 500 calls",
+        records.len()
+    );
+    let summary = records
+        .iter()
+        .find(|r| r["rpc"] == "UnauthenticatedCalls")
+        .expect("a summary");
+    assert_eq!(summary["reason"], "MISSING_CREDENTIALS");
+    assert_eq!(summary["peer"], "127.0.0.1");
+}

@@ -168,7 +168,7 @@ async fn the_identity_matrix_equals_the_policy_for_every_rpc() {
     let emulator = TestEmulator::start().await;
     let config = matrix_config(&emulator.url);
     let app = spawn_app_with(emulator, &config, API_KEY).await;
-    let mut denials = 0;
+    let mut denials: u64 = 0;
     let mut n = 0;
     for rpc in RPCS {
         let other = if rpc == "ListIntents" {
@@ -255,14 +255,32 @@ async fn the_identity_matrix_equals_the_policy_for_every_rpc() {
             }
         }
     }
+    // Authenticated denials are recorded one by one; unauthenticated calls, which anyone can
+    // make, are summed up per peer and reason (every 50 ms in tests).
+    let audited = |records: &[serde_json::Value]| -> u64 {
+        let one_by_one = records
+            .iter()
+            .filter(|r| r["outcome"] == "PERMISSION_DENIED")
+            .count() as u64;
+        let summed: u64 = records
+            .iter()
+            .filter(|r| r["rpc"] == "UnauthenticatedCalls")
+            .filter_map(|r| r["count"].as_u64())
+            .sum();
+        one_by_one + summed
+    };
+    crate::helpers::wait_until(|| async { audited(&app.audit_records()) >= denials }).await;
     let records = app.audit_records();
-    let audited_denials = records
-        .iter()
-        .filter(|r| r["outcome"] == "UNAUTHENTICATED" || r["outcome"] == "PERMISSION_DENIED")
-        .count();
     assert_eq!(
-        audited_denials, denials,
+        audited(&records),
+        denials,
         "every denial is audited exactly once"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r["outcome"] != "UNAUTHENTICATED" || r["rpc"] == "UnauthenticatedCalls"),
+        "no unauthenticated call has a record of its own"
     );
     let allowed_mutations: Vec<&str> = records
         .iter()
