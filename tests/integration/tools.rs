@@ -607,3 +607,57 @@ async fn dev_starts_on_a_free_port_when_a_default_one_is_busy() {
     assert_eq!(healthz.status().as_u16(), 200);
     let _ = dev.kill().await;
 }
+
+/// User plus system CPU time of a process so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("comm")
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_the_accept_loop_pauses_instead_of_spinning() {
+    use tokio::io::AsyncBufReadExt;
+
+    let mut dev = tokio::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -n 48 && exec {BINARY} dev --listen 127.0.0.1:0 --emulator-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0"
+            ),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start dev");
+    let mut out = tokio::io::BufReader::new(dev.stdout.take().expect("stdout")).lines();
+    let address = wait_for_line(&mut out, "portal-gateway listening on ").await;
+    let address = address
+        .split_whitespace()
+        .next()
+        .expect("address")
+        .to_owned();
+    let pid = dev.id().expect("pid");
+    // More idle connections than descriptors are left: accepting soon fails with EMFILE.
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(&address).await {
+            idle.push(stream);
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let spent = cpu_ticks(pid) - before;
+    eprintln!("with descriptors exhausted the gateway used {spent} ticks in a second");
+    // A spinning accept loop burns a whole core: about 100 ticks a second.
+    assert!(spent < 30, "{spent} ticks in a second");
+    drop(idle);
+    let _ = dev.kill().await;
+}
