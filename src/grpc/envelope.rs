@@ -386,14 +386,9 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_call_cancelled_while_its_record_waits_for_its_group_still_has_it_written() {
-        let path = std::env::temp_dir().join(format!(
-            "portal-gateway-audit-cancelled-{}.jsonl",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&path);
-        let auditor = Auditor::open(&AuditTarget::File(path.clone())).expect("audit file");
+    /// An envelope over a gateway whose WorkOS is never reached, writing audit records to
+    /// `auditor`.
+    fn envelope_writing_to(auditor: Auditor) -> Envelope {
         let config = crate::Config::development(
             "127.0.0.1:0".parse().expect("address"),
             url::Url::parse("http://127.0.0.1:9").expect("url"),
@@ -407,14 +402,25 @@ mod tests {
             PolicyStore::default(),
         )
         .expect("client");
-        let envelope = Envelope::new(
+        Envelope::new(
             gateway,
             Authenticator::default(),
             auditor,
             metrics,
             Duration::from_secs(1),
             8,
-        );
+        )
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_cancelled_while_its_record_waits_for_its_group_still_has_it_written() {
+        let path = std::env::temp_dir().join(format!(
+            "portal-gateway-audit-cancelled-{}.jsonl",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let auditor = Auditor::open(&AuditTarget::File(path.clone())).expect("audit file");
+        let envelope = envelope_writing_to(auditor);
         let context = RequestContext::from_request(&Request::new(()));
         let facts = AuditEntry::new(Rpc::GenerateLink, "cancelled-call", None);
         // The first poll queues the record and yields so that other calls can join its group;
@@ -455,27 +461,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_result_whose_record_cannot_be_written_is_withheld_until_the_sink_heals() {
         let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let config = crate::Config::development(
-            "127.0.0.1:0".parse().expect("address"),
-            url::Url::parse("http://127.0.0.1:9").expect("url"),
-            secrecy::SecretString::from("sk_test_unused"),
-        );
-        let metrics = Arc::new(Metrics::default());
-        let gateway = Gateway::connect(
-            &config.workos,
-            metrics.clone(),
-            Default::default(),
-            PolicyStore::default(),
-        )
-        .expect("client");
-        let envelope = Envelope::new(
-            gateway,
-            Authenticator::default(),
-            Auditor::to_writer(Flaky(broken.clone())),
-            metrics,
-            Duration::from_secs(1),
-            8,
-        );
+        let envelope = envelope_writing_to(Auditor::to_writer(Flaky(broken.clone())));
         let failing = envelope.audit_failing();
         let context = RequestContext::from_request(&Request::new(()));
         let facts = AuditEntry::new(Rpc::GenerateLink, "withheld", None);

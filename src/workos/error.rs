@@ -80,6 +80,13 @@ pub enum Error {
     /// The caller's deadline passed before WorkOS answered.
     #[error("the deadline passed before WorkOS answered")]
     DeadlineExceeded,
+    /// The client's own settings cannot be used (refused when the client is built, so never
+    /// met by a call).
+    #[error("the WorkOS client's settings are not usable: {problem}")]
+    Settings {
+        /// What is wrong.
+        problem: String,
+    },
     /// WorkOS sent a field this client cannot read (a timestamp that is not ISO-8601, an id of
     /// the wrong shape).
     #[error("WorkOS sent an unreadable `{field}`")]
@@ -290,7 +297,7 @@ impl From<Error> for core::Error {
                     "WorkOS could not be reached; retry later",
                 )
             },
-            Error::Local { .. } => core::Upstream {
+            Error::Local { .. } | Error::Settings { .. } => core::Upstream {
                 log: log(
                     true,
                     format!("the gateway could not build a WorkOS request: {described}"),

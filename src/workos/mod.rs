@@ -141,8 +141,11 @@ impl Client {
     pub fn new(settings: &Settings, observe: Arc<dyn Observe>) -> Result<Self, Error> {
         let transport = transport::Transport::new(settings, observe.clone())?;
         let key_rejected = transport.key_rejected();
-        let retry = retry::RetryPolicy::new(&settings.retry, observe.clone())
-            .map_err(|_| Error::Malformed { field: "retry" })?;
+        let retry = retry::RetryPolicy::new(&settings.retry, observe.clone()).map_err(|error| {
+            Error::Settings {
+                problem: format!("retry backoff: {error}"),
+            }
+        })?;
         let breakers = breaker::BreakerLayer::new(&settings.breaker, observe.clone());
         let stack = tower::ServiceBuilder::new()
             .layer(breakers.clone())
