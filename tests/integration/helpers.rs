@@ -345,6 +345,22 @@ async fn spawn_app_inner(
 }
 
 impl TestApp {
+    /// What the gateway's health service says of `service` (`""` for the server as a whole).
+    pub(crate) async fn health_of(
+        &self,
+        service: &str,
+    ) -> tonic_health::pb::health_check_response::ServingStatus {
+        self.health
+            .clone()
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("check")
+            .into_inner()
+            .status()
+    }
+
     /// Clients that send these credentials.
     pub(crate) fn clients(&self, credentials: Credentials) -> Clients {
         Clients::new(self.channel.clone(), credentials)

@@ -6,6 +6,29 @@ use tonic::Code;
 
 use crate::helpers::{bad_fields, details, spawn_app};
 
+/// A raw HTTP/2 connection to the gateway, to send what no gRPC client would.
+async fn raw_http2(app: &crate::helpers::TestApp) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(app.address)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    client
+}
+
+/// The head of a gRPC call to `method` (`package.Service/Method`) as the admin caller.
+fn grpc_request(app: &crate::helpers::TestApp, method: &str) -> http::Request<()> {
+    http::Request::post(format!("http://{}/{method}", app.address))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header(
+            "authorization",
+            format!("Bearer {}", crate::helpers::ADMIN_TOKEN),
+        )
+        .body(())
+        .expect("request")
+}
+
 /// What a status's trailers carry: its message and its encoded details.
 fn trailer_bytes(status: &tonic::Status) -> usize {
     status.message().len() + status.details().len()
@@ -129,7 +152,7 @@ async fn an_oversized_list_query_is_the_callers_problem_and_never_trips_the_brea
 async fn with_the_audit_sink_failing_no_link_leaves_and_health_says_so() {
     use reqwest::Method;
     use serde_json::json;
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    use tonic_health::pb::health_check_response::ServingStatus;
 
     let emulator = crate::helpers::TestEmulator::start().await;
     let config = crate::helpers::base_config(&emulator.url) + "[audit]\nfile = \"/dev/full\"\n";
@@ -169,20 +192,10 @@ async fn with_the_audit_sink_failing_no_link_leaves_and_health_says_so() {
         })
         .await
         .expect("a read");
-    let serving = || {
-        let mut health = app.health.clone();
-        async move {
-            health
-                .check(HealthCheckRequest {
-                    service: "adminportal.v1.PortalService".into(),
-                })
-                .await
-                .expect("check")
-                .into_inner()
-                .status()
-        }
-    };
-    crate::helpers::wait_until(|| async { serving().await == ServingStatus::NotServing }).await;
+    crate::helpers::wait_until(|| async {
+        app.health_of("adminportal.v1.PortalService").await == ServingStatus::NotServing
+    })
+    .await;
     let http = reqwest::Client::new();
     let healthz = http
         .get(format!("http://{admin}/healthz"))
@@ -218,24 +231,9 @@ async fn a_stream_whose_body_never_finishes_is_ended_and_streams_per_connection_
         .replacen("request_timeout = \"5s\"", "request_timeout = \"200ms\"", 1)
         .replacen("[server]\n", "[server]\nrequest_timeout = \"300ms\"\n", 1);
     let app = crate::helpers::spawn_app_with(emulator, &config, crate::helpers::API_KEY).await;
-    let tcp = tokio::net::TcpStream::connect(app.address)
-        .await
-        .expect("connect");
-    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    tokio::spawn(connection);
+    let client = raw_http2(&app).await;
     let mut client = client.ready().await.expect("ready");
-    let request = http::Request::post(format!(
-        "http://{}/adminportal.v1.PortalService/ListIntents",
-        app.address
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .header(
-        "authorization",
-        format!("Bearer {}", crate::helpers::ADMIN_TOKEN),
-    )
-    .body(())
-    .expect("request");
+    let request = grpc_request(&app, "adminportal.v1.PortalService/ListIntents");
     let (response, mut body) = client.send_request(request, false).expect("stream");
     // Three of the five bytes of the gRPC message prefix, then nothing more.
     body.send_data(bytes::Bytes::from_static(&[0, 0, 0]), false)
@@ -286,26 +284,11 @@ async fn names_that_would_read_differently_from_what_they_hold_are_refused() {
 #[tokio::test]
 async fn a_message_that_cannot_be_decoded_is_invalid_argument_with_error_info() {
     let app = spawn_app().await;
-    let tcp = tokio::net::TcpStream::connect(app.address)
-        .await
-        .expect("connect");
-    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    tokio::spawn(connection);
+    let client = raw_http2(&app).await;
     // A string field (organization_id) holding bytes that are not UTF-8, and a truncated field.
     for payload in [&[0x0a_u8, 0x02, 0xff, 0xfe][..], &[0x0a, 0x7f, 0x41][..]] {
         let mut client = client.clone().ready().await.expect("ready");
-        let request = http::Request::post(format!(
-            "http://{}/adminportal.v1.PortalService/GenerateLink",
-            app.address
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header(
-            "authorization",
-            format!("Bearer {}", crate::helpers::ADMIN_TOKEN),
-        )
-        .body(())
-        .expect("request");
+        let request = grpc_request(&app, "adminportal.v1.PortalService/GenerateLink");
         let (response, mut body) = client.send_request(request, false).expect("stream");
         let mut frame = vec![0, 0, 0, 0, payload.len() as u8];
         frame.extend_from_slice(payload);

@@ -636,19 +636,7 @@ async fn r10_health_answers_from_memory_while_workos_hangs_and_reflects_a_reject
         .get_organization(get(&id, None))
         .await
         .expect_err("key rejected");
-    let status_of = |service: &'static str| {
-        let mut health = app.health.clone();
-        async move {
-            health
-                .check(HealthCheckRequest {
-                    service: service.into(),
-                })
-                .await
-                .expect("check")
-                .into_inner()
-                .status()
-        }
-    };
+    let status_of = |service: &'static str| app.health_of(service);
     wait_until(|| async {
         status_of("adminportal.v1.PortalService").await == ServingStatus::NotServing
     })
@@ -691,20 +679,8 @@ async fn after_a_rejected_key_health_heals_by_probing_without_any_traffic() {
     app.emulator
         .control(Method::DELETE, "/requests", None)
         .await;
-    let serving = || {
-        let mut health = app.health.clone();
-        async move {
-            health
-                .check(HealthCheckRequest {
-                    service: "adminportal.v1.PortalService".into(),
-                })
-                .await
-                .expect("check")
-                .into_inner()
-                .status()
-                == ServingStatus::Serving
-        }
-    };
+    let serving =
+        || async { app.health_of("adminportal.v1.PortalService").await == ServingStatus::Serving };
     // No caller sends anything: the gateway's own probe finds the key accepted again.
     wait_until(|| async { !serving().await }).await;
     wait_until(serving).await;

@@ -168,10 +168,26 @@ fn the_emulator_command_prints_its_address_and_serves() {
 }
 
 /// Reads lines from a child's stdout until one starts with `prefix`; returns the rest of it.
-async fn wait_for_line(
-    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-    prefix: &str,
-) -> String {
+/// Standard output of a started process, read line by line.
+type Stdout = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts `program` with `args`, its standard output piped for reading and its errors dropped;
+/// it is killed when the handle is dropped.
+fn start_process(program: &str, args: &[&str]) -> (tokio::process::Child, Stdout) {
+    use tokio::io::AsyncBufReadExt;
+
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the process");
+    let stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    (child, stdout)
+}
+
+async fn wait_for_line(lines: &mut Stdout, prefix: &str) -> String {
     let found = tokio::time::timeout(std::time::Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.expect("read stdout") {
             if let Some(rest) = line.strip_prefix(prefix) {
@@ -542,16 +558,7 @@ async fn sighup_reloads_the_policy_file() {
 
 #[tokio::test]
 async fn sighup_never_ends_a_command_without_a_policy_file() {
-    use tokio::io::AsyncBufReadExt;
-
-    let mut emulator = tokio::process::Command::new(BINARY)
-        .args(["emulator", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start emulator");
-    let mut out = tokio::io::BufReader::new(emulator.stdout.take().expect("stdout")).lines();
+    let (mut emulator, mut out) = start_process(BINARY, &["emulator", "--listen", "127.0.0.1:0"]);
     let url = wait_for_line(&mut out, "WorkOS emulator listening on ").await;
     let pid = emulator.id().expect("pid").to_string();
     for _ in 0..2 {
@@ -577,25 +584,19 @@ async fn sighup_never_ends_a_command_without_a_policy_file() {
 
 #[tokio::test]
 async fn dev_starts_on_a_free_port_when_a_default_one_is_busy() {
-    use tokio::io::AsyncBufReadExt;
-
     // Hold the default admin port, as a local Prometheus would (if something else already holds
     // it, the situation is the same).
     let _held = std::net::TcpListener::bind("127.0.0.1:9090");
-    let mut dev = tokio::process::Command::new(BINARY)
-        .args([
+    let (mut dev, mut out) = start_process(
+        BINARY,
+        &[
             "dev",
             "--listen",
             "127.0.0.1:0",
             "--emulator-listen",
             "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start dev");
-    let mut out = tokio::io::BufReader::new(dev.stdout.take().expect("stdout")).lines();
+        ],
+    );
     let metrics = wait_for_line(&mut out, "Metrics on http://").await;
     let admin = metrics.split('/').next().expect("address").to_owned();
     assert_ne!(admin, "127.0.0.1:9090", "{metrics}");
@@ -622,21 +623,10 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn out_of_file_descriptors_the_accept_loop_pauses_instead_of_spinning() {
-    use tokio::io::AsyncBufReadExt;
-
-    let mut dev = tokio::process::Command::new("sh")
-        .args([
-            "-c",
-            &format!(
-                "ulimit -n 48 && exec {BINARY} dev --listen 127.0.0.1:0 --emulator-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0"
-            ),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start dev");
-    let mut out = tokio::io::BufReader::new(dev.stdout.take().expect("stdout")).lines();
+    let command = format!(
+        "ulimit -n 48 && exec {BINARY} dev --listen 127.0.0.1:0 --emulator-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0"
+    );
+    let (mut dev, mut out) = start_process("sh", &["-c", &command]);
     let address = wait_for_line(&mut out, "portal-gateway listening on ").await;
     let address = address
         .split_whitespace()
