@@ -67,18 +67,19 @@ impl Gateway {
         };
         let outcome = match &check.organization {
             Some(organization) => self
-                .authorize_organization(&mut call.upstream, &identity, base, organization)
+                .authorize_organization(
+                    &call.policy,
+                    &mut call.upstream,
+                    &identity,
+                    base,
+                    organization,
+                )
                 .await
                 .map(drop),
-            None => self
-                .policy
-                .current()
-                .authorize(&identity, &base)
-                .into_result(),
+            None => call.policy.authorize(&identity, &base).into_result(),
         };
-        let rule = self
+        let rule = call
             .policy
-            .current()
             .rule_for(&identity)
             .map(|r| r.name.clone())
             .unwrap_or_default();

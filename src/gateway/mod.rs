@@ -22,7 +22,12 @@ use tokio::time::Instant;
 pub use access::{AccessAnswer, AccessCheck};
 
 use crate::{
-    auth::{PolicyStore, audit::AuditEntry, identity::Caller, policy::AccessRequest},
+    auth::{
+        PolicyStore,
+        audit::AuditEntry,
+        identity::Caller,
+        policy::{AccessRequest, Policy},
+    },
     config::Problems,
     domain::{Intent, RedirectUrl},
     error::Error,
@@ -151,6 +156,9 @@ pub struct CallSetup {
 #[derive(Debug)]
 pub struct Call {
     caller: Caller,
+    /// The policy in force when the call began: every decision of the call is made on it, even
+    /// if a reload lands meanwhile.
+    policy: Arc<Policy>,
     acting_user: Option<Arc<str>>,
     upstream: workos::Call,
     facts: AuditEntry,
@@ -256,9 +264,8 @@ impl Gateway {
     pub fn begin(&self, caller: Caller, setup: CallSetup, mut facts: AuditEntry) -> Call {
         facts.caller(&caller);
         facts.acting_user(setup.acting_user.as_deref());
-        let caller_per_minute = self
-            .policy
-            .current()
+        let policy = self.policy.current();
+        let caller_per_minute = policy
             .rule_for(&caller.identity)
             .and_then(|rule| rule.requests_per_minute);
         let upstream = workos::Call::new(workos::CallContext {
@@ -270,6 +277,7 @@ impl Gateway {
         });
         Call {
             caller,
+            policy,
             acting_user: setup.acting_user.map(Arc::from),
             upstream,
             facts,
@@ -278,8 +286,7 @@ impl Gateway {
 
     /// The policy's verdict on a would-be call of this caller's.
     fn authorize(&self, call: &Call, request: &AccessRequest<'_>) -> Result<(), Error> {
-        self.policy
-            .current()
+        call.policy
             .authorize(&call.caller.identity, request)
             .into_result()
     }

@@ -58,6 +58,7 @@ impl Gateway {
         };
         let fetched = self
             .authorize_organization(
+                &call.policy,
                 &mut call.upstream,
                 &call.caller.identity,
                 base,

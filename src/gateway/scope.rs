@@ -9,7 +9,7 @@
 use crate::{
     auth::{
         audit::AuditEntry,
-        policy::{AccessRequest, Denial, OrganizationFacts},
+        policy::{AccessRequest, Denial, OrganizationFacts, Policy},
     },
     domain::{ExternalId, Organization, OrganizationId, OrganizationRef},
     error::Error,
@@ -31,6 +31,7 @@ impl Gateway {
     /// had to be fetched to decide (so the caller need not fetch it again).
     pub(super) async fn authorize_organization(
         &self,
+        policy: &Policy,
         upstream: &mut workos::Call,
         identity: &str,
         base: AccessRequest<'_>,
@@ -40,7 +41,6 @@ impl Gateway {
             OrganizationRef::Id(id) => (Some(id.as_str()), None),
             OrganizationRef::External(ext) => (None, Some(ext.as_str())),
         };
-        let policy = self.policy.current();
         let decision = policy.authorize(
             identity,
             &AccessRequest {
@@ -89,6 +89,7 @@ impl Gateway {
         note(&mut call.facts, organization);
         let fetched = self
             .authorize_organization(
+                &call.policy,
                 &mut call.upstream,
                 &call.caller.identity,
                 base,
