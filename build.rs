@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/adminportal/v1/organization.proto",
         "proto/adminportal/v1/portal.proto",
         "proto/adminportal/v1/access.proto",
+        "proto/adminportal/v1/setup.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;

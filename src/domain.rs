@@ -6,6 +6,8 @@
 
 use std::{collections::BTreeMap, fmt, time::SystemTime};
 
+pub mod setup;
+
 /// WorkOS's documented metadata limits.
 pub const METADATA_MAX_PAIRS: usize = 10;
 /// Longest metadata key, in ASCII characters.

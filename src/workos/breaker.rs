@@ -197,6 +197,7 @@ impl Drop for Admission {
 pub(super) struct BreakerLayer {
     organizations: Arc<Breaker>,
     portal: Arc<Breaker>,
+    setup: Arc<Breaker>,
     observe: Arc<dyn Observe>,
 }
 
@@ -205,6 +206,7 @@ impl BreakerLayer {
         Self {
             organizations: Arc::new(Breaker::new(settings.clone(), Family::Organizations)),
             portal: Arc::new(Breaker::new(settings.clone(), Family::Portal)),
+            setup: Arc::new(Breaker::new(settings.clone(), Family::Setup)),
             observe,
         }
     }
@@ -213,14 +215,16 @@ impl BreakerLayer {
         match family {
             Family::Organizations => &self.organizations,
             Family::Portal => &self.portal,
+            Family::Setup => &self.setup,
         }
     }
 
     /// Each family's circuit, for health and metrics.
-    pub(super) fn states(&self) -> [(&'static str, BreakerState); 2] {
+    pub(super) fn states(&self) -> [(&'static str, BreakerState); 3] {
         [
             (Family::Organizations.name(), self.organizations.state()),
             (Family::Portal.name(), self.portal.state()),
+            (Family::Setup.name(), self.setup.state()),
         ]
     }
 }

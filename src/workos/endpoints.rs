@@ -74,7 +74,7 @@ route!(
 route!(GENERATE_LINK, POST, "/portal/generate_link", Portal, false);
 route!(REVOKE_LINK, POST, "/portal/revoke_link", Portal, false);
 
-fn decode<T: DeserializeOwned>(answer: &Answer) -> Result<T, Error> {
+pub(super) fn decode<T: DeserializeOwned>(answer: &Answer) -> Result<T, Error> {
     serde_json::from_slice(&answer.body).map_err(|source| Error::Decode {
         status: answer.status.as_u16(),
         request_id: answer.request_id.clone(),

@@ -20,6 +20,7 @@ mod error;
 pub mod quota;
 mod retry;
 pub mod settings;
+mod setup;
 mod transport;
 mod wire;
 
@@ -73,6 +74,20 @@ impl Call {
         self.workos_request_id.as_deref()
     }
 
+    /// Another call under the same context, for upstream work done in parallel. Join it back
+    /// with [`Call::join`] so its WorkOS request id is not lost.
+    pub fn fork(&self) -> Self {
+        Self {
+            context: self.context.clone(),
+            workos_request_id: None,
+        }
+    }
+
+    /// Takes back what a forked call learned.
+    pub fn join(&mut self, forked: Self) {
+        self.note(forked.workos_request_id.as_deref());
+    }
+
     fn note(&mut self, id: Option<&str>) {
         if let Some(id) = id {
             self.workos_request_id = Some(id.to_owned());
@@ -91,6 +106,9 @@ struct Urls {
     by_external_id: Url,
     generate_link: Url,
     revoke_link: Url,
+    connections: Url,
+    directories: Url,
+    events: Url,
 }
 
 impl Urls {
@@ -107,6 +125,9 @@ impl Urls {
             by_external_id: join(&["organizations", "external_id"]),
             generate_link: join(&["portal", "generate_link"]),
             revoke_link: join(&["portal", "revoke_link"]),
+            connections: join(&["connections"]),
+            directories: join(&["directories"]),
+            events: join(&["events"]),
         }
     }
 }
@@ -176,7 +197,7 @@ impl Client {
     }
 
     /// The circuit state of each route family, for health and metrics.
-    pub fn breaker_states(&self) -> [(&'static str, BreakerState); 2] {
+    pub fn breaker_states(&self) -> [(&'static str, BreakerState); 3] {
         self.inner.breakers.states()
     }
 

@@ -34,6 +34,8 @@ pub(super) enum Family {
     Organizations,
     /// Admin Portal links.
     Portal,
+    /// Setup status reads: connections, directories, the audit log configuration, events.
+    Setup,
 }
 
 impl Family {
@@ -42,6 +44,7 @@ impl Family {
         match self {
             Self::Organizations => "organizations",
             Self::Portal => "portal",
+            Self::Setup => "setup",
         }
     }
 }
@@ -57,6 +60,18 @@ pub(super) struct Route {
     pub(super) family: Family,
     /// Whether it draws on WorkOS's separate delete limit.
     pub(super) delete: bool,
+}
+
+impl Route {
+    /// A read: a GET that does not draw on the delete limit.
+    pub(super) const fn new(name: &'static str, family: Family) -> Self {
+        Self {
+            name,
+            method: Method::GET,
+            family,
+            delete: false,
+        }
+    }
 }
 
 /// Who a call is for and when it must end, shared by all of its attempts.
