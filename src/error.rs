@@ -147,6 +147,19 @@ pub enum Error {
     /// The call's audit record could not be written, so its result is withheld.
     #[error("the audit record could not be written")]
     AuditUnavailable,
+    /// The caller holds as many WatchSetup streams as its rule allows.
+    #[error("the caller already holds {limit} setup watches")]
+    TooManyWatchers {
+        /// The rule's `max_watchers`.
+        limit: u32,
+    },
+    /// A setup watch ended because the watcher fell too far behind the events; it resumes from
+    /// its last cursor.
+    #[error("the watch fell behind")]
+    WatchFellBehind,
+    /// The gateway is shutting down; streams end so callers reconnect elsewhere.
+    #[error("shutting down")]
+    ShuttingDown,
     /// A WorkOS call failed, or the gateway refused to make it (quota, open circuit).
     #[error("{}", .0.message)]
     Upstream(Box<Upstream>),
@@ -217,6 +230,9 @@ impl Error {
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::Overloaded => "OVERLOADED",
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            Self::TooManyWatchers { .. } => "WATCHERS_EXHAUSTED",
+            Self::WatchFellBehind => "WATCH_FELL_BEHIND",
+            Self::ShuttingDown => "SHUTTING_DOWN",
             Self::Upstream(upstream) => upstream.reason,
         }
     }

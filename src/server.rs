@@ -33,7 +33,7 @@ use crate::{
     proto::{
         self, access_service_server::AccessServiceServer,
         organization_service_server::OrganizationServiceServer,
-        portal_service_server::PortalServiceServer,
+        portal_service_server::PortalServiceServer, setup_service_server::SetupServiceServer,
     },
     telemetry::{Metrics, Readiness},
     workos,
@@ -135,9 +135,11 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 const UNFINISHED_REQUEST_SLACK: Duration = Duration::from_secs(1);
 
 /// The fully qualified names of the gateway's own services, as health checks name them.
-pub const SERVICE_NAMES: [&str; 3] = [
+/// The services that need WorkOS and the audit trail come first.
+pub const SERVICE_NAMES: [&str; 4] = [
     "adminportal.v1.OrganizationService",
     "adminportal.v1.PortalService",
+    "adminportal.v1.SetupService",
     "adminportal.v1.AccessService",
 ];
 
@@ -186,7 +188,13 @@ pub async fn serve_with_admin(
         metrics.clone(),
         config.portal.clone(),
         policy.clone(),
-    )?;
+    )?
+    .with_watch(config.setup.clone(), metrics.clone());
+    let poller = tokio::spawn({
+        let gateway = gateway.clone();
+        async move { gateway.run_setup_poller().await }
+    });
+    let watches = gateway.clone();
     let key_rejected = gateway.workos_key_rejected();
     let envelope = grpc::Envelope::new(
         gateway.clone(),
@@ -211,6 +219,9 @@ pub async fn serve_with_admin(
         .await;
     health
         .set_serving::<PortalServiceServer<grpc::PortalService>>()
+        .await;
+    health
+        .set_serving::<SetupServiceServer<grpc::SetupService>>()
         .await;
     health
         .set_serving::<AccessServiceServer<grpc::AccessService>>()
@@ -280,7 +291,10 @@ pub async fn serve_with_admin(
         }
         // Keep accepting while load balancers and meshes notice NOT_SERVING, then stop.
         tokio::time::sleep(drain_delay).await;
-        tracing::info!(grace = ?grace, "no longer accepting; finishing in-flight calls");
+        tracing::info!(grace = ?grace, "no longer accepting; finishing in-flight calls and ending setup watches");
+        // Watches would hold their connections open for ever: end them with UNAVAILABLE, which
+        // watchers resume from (on another replica).
+        watches.close_watches();
         let _ = draining_tx.send(());
     };
 
@@ -317,6 +331,9 @@ pub async fn serve_with_admin(
         .add_service(PortalServiceServer::new(grpc::PortalService::new(
             envelope.clone(),
         )))
+        .add_service(SetupServiceServer::new(grpc::SetupService::new(
+            envelope.clone(),
+        )))
         .add_service(AccessServiceServer::new(grpc::AccessService::new(envelope)))
         .serve_with_incoming_shutdown(
             PausingOnExhaustion::new(TcpIncoming::from(listener).with_nodelay(Some(true))),
@@ -340,6 +357,7 @@ pub async fn serve_with_admin(
     }
     key_watch.abort();
     summaries.abort();
+    poller.abort();
     final_summary.write_unauthenticated_summary();
     let _ = admin_stop.send(());
     tracing::info!("gateway stopped");
@@ -401,7 +419,7 @@ async fn report_health(
             } else {
                 ServingStatus::Serving
             };
-            for name in &SERVICE_NAMES[..2] {
+            for name in &SERVICE_NAMES[..3] {
                 health.set_service_status(*name, status).await;
             }
             reported = state;

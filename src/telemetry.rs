@@ -89,6 +89,9 @@ pub struct Metrics {
     policy_reloads: Family<ResultLabels, Counter>,
     audit_failures: Counter,
     audit_failing: Gauge,
+    setup_watchers: Gauge,
+    setup_poller_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+    setup_polls: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -117,6 +120,24 @@ impl Metrics {
         let policy_reloads = Family::<ResultLabels, Counter>::default();
         let audit_failures = Counter::default();
         let audit_failing = Gauge::default();
+        let setup_watchers = Gauge::default();
+        let setup_poller_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let setup_polls = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "setup_watchers",
+            "Open WatchSetup streams",
+            setup_watchers.clone(),
+        );
+        registry.register(
+            "setup_poller_lag_seconds",
+            "Age of the newest WorkOS event the setup poller read (0 once it is caught up)",
+            setup_poller_lag.clone(),
+        );
+        registry.register(
+            "setup_polls",
+            "Setup events polls of WorkOS by result (ok, empty, error)",
+            setup_polls.clone(),
+        );
         registry.register(
             "audit_write_failures",
             "Audit records that could not be written (each call answered UNAVAILABLE instead)",
@@ -191,6 +212,9 @@ impl Metrics {
             policy_reloads,
             audit_failures,
             audit_failing,
+            setup_watchers,
+            setup_poller_lag,
+            setup_polls,
         }
     }
 
@@ -315,6 +339,24 @@ impl crate::workos::Observe for Metrics {
 
     fn quota_refused(&self, scope: &'static str) {
         self.quota_rejection(scope);
+    }
+}
+
+/// The setup watch reports here.
+impl crate::gateway::WatchObserve for Metrics {
+    fn watchers(&self, open: usize) {
+        self.setup_watchers
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
+    fn poller_lag(&self, lag: Duration) {
+        self.setup_poller_lag.set(lag.as_secs_f64());
+    }
+
+    fn poll(&self, outcome: &'static str) {
+        self.setup_polls
+            .get_or_create(&ResultLabels { result: outcome })
+            .inc();
     }
 }
 

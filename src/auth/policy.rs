@@ -32,11 +32,15 @@ pub enum Rpc {
     ListIntents,
     /// `AccessService.CheckAccess` (about another identity; about yourself is always allowed)
     CheckAccess,
+    /// `SetupService.GetSetupStatus`
+    GetSetupStatus,
+    /// `SetupService.WatchSetup`
+    WatchSetup,
 }
 
 impl Rpc {
     /// Every RPC.
-    pub const ALL: [Rpc; 10] = [
+    pub const ALL: [Rpc; 12] = [
         Rpc::CreateOrganization,
         Rpc::GetOrganization,
         Rpc::ListOrganizations,
@@ -47,6 +51,8 @@ impl Rpc {
         Rpc::RevokeLinks,
         Rpc::ListIntents,
         Rpc::CheckAccess,
+        Rpc::GetSetupStatus,
+        Rpc::WatchSetup,
     ];
 
     /// The method name, as written in policies.
@@ -62,6 +68,8 @@ impl Rpc {
             Self::RevokeLinks => "RevokeLinks",
             Self::ListIntents => "ListIntents",
             Self::CheckAccess => "CheckAccess",
+            Self::GetSetupStatus => "GetSetupStatus",
+            Self::WatchSetup => "WatchSetup",
         }
     }
 
@@ -222,7 +230,12 @@ pub struct Rule {
     pub require_acting_user: bool,
     /// The caller's own share of the WorkOS quota, requests per minute.
     pub requests_per_minute: Option<u32>,
+    /// How many WatchSetup streams the caller may hold open at once.
+    pub max_watchers: u32,
 }
+
+/// Concurrent WatchSetup streams per caller when a rule sets no `max_watchers`.
+pub const DEFAULT_MAX_WATCHERS: u32 = 100;
 
 /// The whole policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -490,6 +503,7 @@ mod tests {
             ],
             require_acting_user: true,
             requests_per_minute: None,
+            max_watchers: crate::auth::policy::DEFAULT_MAX_WATCHERS,
         }
     }
 

@@ -48,6 +48,7 @@ struct RawRule {
     #[serde(default)]
     require_acting_user: bool,
     requests_per_minute: Option<u32>,
+    max_watchers: Option<u32>,
 }
 
 impl RawPolicy {
@@ -234,6 +235,9 @@ pub fn policy_from_raw(
             return_origins,
             require_acting_user: caller.require_acting_user,
             requests_per_minute: caller.requests_per_minute,
+            max_watchers: caller
+                .max_watchers
+                .unwrap_or(crate::auth::policy::DEFAULT_MAX_WATCHERS),
         });
         if caller.requests_per_minute == Some(0) {
             problems.push(format!("{at}.requests_per_minute: must be at least 1"));

@@ -33,7 +33,7 @@ use crate::{
         policy_file::{self, PolicySource, RawPolicy},
         settings::{AuthSettings, RawAudit, RawAuth, RawTls},
     },
-    gateway::{PortalSettings, RawPortal},
+    gateway::{PortalSettings, RawPortal, RawWatch, WatchSettings},
     server::{RawServer, ServerSettings},
     workos,
 };
@@ -50,6 +50,8 @@ pub struct Config {
     pub workos: workos::Settings,
     /// Portal link defaults and URL rules.
     pub portal: PortalSettings,
+    /// The setup events poller and its watchers.
+    pub setup: WatchSettings,
     /// Server behaviour.
     pub server: ServerSettings,
     /// How callers prove who they are.
@@ -90,6 +92,8 @@ struct RawConfig {
     workos: workos::settings::Raw,
     #[serde(default)]
     portal: RawPortal,
+    #[serde(default)]
+    setup: RawWatch,
     #[serde(default)]
     server: RawServer,
     #[serde(default)]
@@ -160,6 +164,12 @@ impl Config {
                 allow_http_loopback: true,
                 ..PortalSettings::default()
             },
+            // Quick to notice what a developer just clicked in the portal.
+            setup: WatchSettings {
+                poll_interval: Duration::from_millis(200),
+                poll_max_interval: Duration::from_secs(2),
+                ..WatchSettings::default()
+            },
             // Nothing balances load in front of `dev`: stop at once on Ctrl-C.
             server: ServerSettings {
                 drain_delay: Duration::ZERO,
@@ -182,6 +192,8 @@ impl Config {
                     return_origins: vec![OriginRule::Any],
                     require_acting_user: false,
                     requests_per_minute: None,
+                    // Enough for a fan-out benchmark against `dev`.
+                    max_watchers: 10_000,
                 }],
             },
             policy_source: None,
@@ -217,6 +229,7 @@ impl Config {
         }
         let loopback = raw.portal.allow_http_loopback();
         let portal = raw.portal.validate(&mut problems);
+        let setup = raw.setup.validate(&mut problems);
         let auth = raw.auth.validate(raw.tls, &mut problems);
         let admin_listen = raw.admin.and_then(|admin| {
             problems.check(
@@ -270,6 +283,7 @@ impl Config {
                 listen,
                 workos,
                 portal,
+                setup,
                 server,
                 auth,
                 policy,

@@ -10,8 +10,10 @@ mod access;
 mod organizations;
 mod portal;
 mod scope;
+mod setup;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -20,6 +22,10 @@ use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
 pub use access::{AccessAnswer, AccessCheck};
+pub use watch::{
+    POLLER_CALLER, RawWatch, SnapshotReason, Update, Watch, WatchMessage, WatchObserve,
+    WatchSettings,
+};
 
 use crate::{
     auth::{
@@ -199,6 +205,7 @@ pub struct Gateway {
     workos: workos::Client,
     portal: Arc<PortalSettings>,
     policy: PolicyStore,
+    hub: Arc<watch::Hub>,
 }
 
 impl Gateway {
@@ -208,7 +215,14 @@ impl Gateway {
             workos,
             portal: Arc::new(portal),
             policy,
+            hub: Arc::new(watch::Hub::new(WatchSettings::default(), Arc::new(()))),
         }
+    }
+
+    /// Runs setup watches with `settings`, reporting to `observe`.
+    pub fn with_watch(mut self, settings: WatchSettings, observe: Arc<dyn WatchObserve>) -> Self {
+        self.hub = Arc::new(watch::Hub::new(settings, observe));
+        self
     }
 
     /// Builds the WorkOS client from its settings and wires the core to it.

@@ -62,6 +62,7 @@ fn rule(identity: &str, organizations: OrganizationScope) -> Rule {
         return_origins: vec![OriginRule::Any],
         require_acting_user: false,
         requests_per_minute: None,
+        max_watchers: crate::auth::policy::DEFAULT_MAX_WATCHERS,
     }
 }
 

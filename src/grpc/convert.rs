@@ -531,5 +531,7 @@ fn optional_url(
 }
 
 mod listing;
+mod setup;
 
 pub(crate) use listing::{list_query, list_response};
+pub(crate) use setup::{get_setup_status, setup_status, watch_message, watch_setup};

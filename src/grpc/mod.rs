@@ -10,12 +10,14 @@ mod convert;
 mod envelope;
 mod organization;
 mod portal;
+mod setup;
 mod status;
 
 pub use access::AccessService;
 pub use envelope::Envelope;
 pub use organization::OrganizationService;
 pub use portal::PortalService;
+pub use setup::SetupService;
 pub use status::decode_failures_are_invalid_arguments;
 
 /// What every generated service method returns.

@@ -78,6 +78,28 @@ pub(crate) fn from_error(error: Error) -> Status {
                     .to_owned(),
             )
         }
+        Error::TooManyWatchers { limit } => {
+            details.add_quota_failure_violation(
+                "caller:setup_watches",
+                format!("at most {limit} concurrent WatchSetup streams per caller"),
+            );
+            (
+                Code::ResourceExhausted,
+                format!("the caller already holds {limit} WatchSetup streams, its limit"),
+            )
+        }
+        // Both ends below are resumed by calling WatchSetup again with the last cursor.
+        Error::WatchFellBehind => (
+            Code::Aborted,
+            "the watch fell too far behind the events; resume from the last cursor".to_owned(),
+        ),
+        Error::ShuttingDown => {
+            details.set_retry_info(Some(Duration::ZERO));
+            (
+                Code::Unavailable,
+                "the gateway is shutting down; resume from the last cursor".to_owned(),
+            )
+        }
         Error::Upstream(upstream) => upstream_status(*upstream, &mut details, &mut metadata),
     };
     details.set_error_info(reason, ERROR_DOMAIN, metadata);

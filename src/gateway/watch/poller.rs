@@ -1,0 +1,167 @@
+//! The one events poller: reads WorkOS's Events API from the hub's position while anyone
+//! watches, computes each watched intent's new state once per page, and publishes.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use super::{POLLER_CALLER, Update, WatchSettings, write_state_file};
+use crate::{
+    domain::{
+        Intent, OrganizationId,
+        setup::{self, EventQuery, IntentStatus, Position, SETUP_EVENTS},
+    },
+    gateway::Gateway,
+};
+
+impl Gateway {
+    /// Runs the events poller until the gateway closes the watches. It polls only while
+    /// someone watches.
+    pub async fn run_setup_poller(&self) {
+        let hub = self.hub.clone();
+        let settings = hub.settings.clone();
+        let names: Vec<&'static str> = SETUP_EVENTS.iter().map(|(name, _)| *name).collect();
+        let mut open = hub.open.subscribe();
+        let mut closing = hub.closing.subscribe();
+        let mut wait = settings.poll_interval;
+        let mut failing = false;
+        loop {
+            if *open.borrow() == 0 {
+                // Nobody watches: read nothing until someone does, then start quick.
+                tokio::select! {
+                    _ = closing.wait_for(|closing| *closing) => return,
+                    _ = open.wait_for(|open| *open > 0) => {}
+                }
+                wait = settings.poll_interval;
+            }
+            let query = EventQuery {
+                names: names.clone(),
+                organization_id: None,
+                from: hub.position(),
+                limit: 100,
+            };
+            let mut upstream = self.own_call(POLLER_CALLER);
+            let page = self.workos.list_events(&mut upstream, &query).await;
+            let (had_events, full) = match page {
+                Ok(page) if page.len == 0 => {
+                    hub.observe.poll("empty");
+                    hub.observe.poller_lag(Duration::ZERO);
+                    (false, false)
+                }
+                Ok(page) => {
+                    hub.observe.poll("ok");
+                    let full = page.len == usize::from(query.limit);
+                    self.absorb(page, &settings).await;
+                    (true, full)
+                }
+                Err(error) => {
+                    hub.observe.poll("error");
+                    if !failing {
+                        tracing::warn!(error = %error, "the setup events poller could not read WorkOS's events; retrying with backoff");
+                    }
+                    failing = true;
+                    wait = (wait * 2).min(settings.poll_max_interval);
+                    tokio::select! {
+                        _ = closing.wait_for(|closing| *closing) => return,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    continue;
+                }
+            };
+            if failing {
+                tracing::info!("the setup events poller reads WorkOS's events again");
+                failing = false;
+            }
+            if had_events {
+                wait = settings.poll_interval;
+            }
+            if full {
+                // More are waiting: read on at once.
+                continue;
+            }
+            tokio::select! {
+                _ = closing.wait_for(|closing| *closing) => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            if !had_events {
+                // Quiet: back off, up to the longest wait.
+                wait = (wait * 2).min(settings.poll_max_interval);
+            }
+        }
+    }
+
+    /// Turns a page of events into updates, computing each watched intent's new state once per
+    /// page, and publishes them.
+    async fn absorb(&self, page: setup::EventPage, settings: &WatchSettings) {
+        let hub = &self.hub;
+        let Some(last_id) = page.last_id else { return };
+        let mut states: HashMap<(String, Intent), Option<IntentStatus>> = HashMap::new();
+        for event in &page.events {
+            let Some(organization_id) = &event.organization_id else {
+                continue;
+            };
+            if event.intent == Intent::DomainVerification {
+                // Every reader of this organization should see the domain's new state.
+                self.workos.forget_organization(organization_id).await;
+            }
+            if hub.watched(organization_id) {
+                states.insert((organization_id.clone(), event.intent), None);
+            }
+        }
+        let reads = states.keys().cloned().collect::<Vec<_>>();
+        let results = futures_util::future::join_all(reads.iter().map(|(org, intent)| async {
+            let Ok(id) = OrganizationId::parse(org) else {
+                return None;
+            };
+            let mut upstream = self.own_call(POLLER_CALLER);
+            match intent {
+                // No REST state: the event itself is the signal, applied per event below.
+                Intent::CertificateRenewal | Intent::BringYourOwnKey => None,
+                _ => self
+                    .read_setup(&mut upstream, &id, &[*intent])
+                    .await
+                    .ok()
+                    .map(|status| status.intents[0]),
+            }
+        }))
+        .await;
+        for (key, status) in reads.into_iter().zip(results) {
+            states.insert(key, status);
+        }
+        let newest = page.events.last().map(|e| e.created_at);
+        let updates = page
+            .events
+            .into_iter()
+            .map(|event| {
+                let status = match event.intent {
+                    Intent::CertificateRenewal => {
+                        Some(setup::certificate_status(Some(&event.signal())))
+                    }
+                    Intent::BringYourOwnKey => Some(setup::key_status(Some(&event.signal()))),
+                    intent => event
+                        .organization_id
+                        .clone()
+                        .and_then(|org| states.get(&(org, intent)).copied().flatten()),
+                };
+                Arc::new(Update {
+                    position: Position::After(event.id.clone()),
+                    event,
+                    status,
+                })
+            })
+            .collect();
+        let position = Position::After(last_id);
+        hub.publish(updates, position.clone());
+        if let Some(newest) = newest {
+            hub.observe
+                .poller_lag(SystemTime::now().duration_since(newest).unwrap_or_default());
+        }
+        if let Some(path) = &settings.state_file
+            && let Err(error) = write_state_file(path, &position).await
+        {
+            tracing::warn!(path = %path.display(), error = %error, "could not save the setup watch cursor");
+        }
+    }
+}
