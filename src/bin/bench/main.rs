@@ -5,7 +5,11 @@
 //! measured in the same run: the health check (the framework's floor) and the same WorkOS call
 //! made directly over HTTP (what a caller would do without the gateway).
 //!
-//! `cargo run --release --bin bench -- [--seconds 5] [--streams 64] [--peak-streams 1000]`
+//! It then measures the setup watch's fan-out: WorkOS calls per minute with one watcher and with
+//! `--watchers` on one organization (plus a hundred on others), and event delivery latency.
+//!
+//! `cargo run --release --bin bench -- [--seconds 5] [--streams 64] [--peak-streams 1000]
+//! [--watchers 1000] [--watch-seconds 10]`
 
 use std::{
     io::Write as _,
@@ -14,6 +18,7 @@ use std::{
 };
 
 mod processes;
+mod watch;
 
 use anyhow::{Context as _, bail};
 use portal_gateway::proto::{self, Intent};
@@ -37,6 +42,8 @@ struct Options {
     seconds: u64,
     streams: usize,
     peak_streams: usize,
+    watchers: usize,
+    watch_seconds: u64,
     /// Only rows whose scenario name contains this (for profiling one scenario).
     only: Option<String>,
 }
@@ -46,6 +53,8 @@ fn options() -> anyhow::Result<Options> {
         seconds: 5,
         streams: 64,
         peak_streams: 1000,
+        watchers: 1000,
+        watch_seconds: 10,
         only: None,
     };
     let mut args = std::env::args().skip(1);
@@ -57,9 +66,13 @@ fn options() -> anyhow::Result<Options> {
             "--seconds" => options.seconds = value.parse()?,
             "--streams" => options.streams = value.parse()?,
             "--peak-streams" => options.peak_streams = value.parse()?,
+            "--watchers" => options.watchers = value.parse()?,
+            "--watch-seconds" => options.watch_seconds = value.parse()?,
             "--only" => options.only = Some(value),
             other => {
-                bail!("unknown flag {other}; use --seconds, --streams, --peak-streams, --only")
+                bail!(
+                    "unknown flag {other}; use --seconds, --streams, --peak-streams, --watchers, --watch-seconds, --only"
+                )
             }
         }
     }
@@ -280,9 +293,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
         &config_path,
         format!(
             "[workos]\nbase_url = {emulator_url:?}\n[workos.quota]\nrequests_per_minute = 100000000\nburst = 1000000\n\
+             [setup]\npoll_interval = \"200ms\"\npoll_max_interval = \"2s\"\n\
              [server]\ndrain_delay = \"0s\"\nmax_in_flight = 100000\n[admin]\nlisten = \"127.0.0.1:0\"\n\
              [auth]\ntokens = [{{ identity = \"bench\", sha256 = \"{digest}\" }}]\n\
-             [[policy.callers]]\nname = \"bench\"\nidentities = [\"bench\"]\norganizations = [\"*\"]\n"
+             [[policy.callers]]\nname = \"bench\"\nidentities = [\"bench\"]\norganizations = [\"*\"]\nmax_watchers = 100000\n"
         ),
     )?;
     let mut gateway_command = pinned(0, &binary);
@@ -470,6 +484,23 @@ async fn run(options: Options) -> anyhow::Result<()> {
     rows.push(peak_row);
     let (_, _, peak_rss) = process_stats(pid(&rig.gateway)?)?;
     print_table(&rows, idle_rss, peak_rss, options.peak_streams);
+    if options
+        .only
+        .as_deref()
+        .is_none_or(|only| "setup watch fan-out".contains(only))
+    {
+        watch::fanout(
+            watch::Target {
+                address: &address,
+                emulator_url: &rig.emulator_url,
+                http: &rig.http,
+                gateway_pid: pid(&rig.gateway)?,
+            },
+            options.watchers,
+            options.watch_seconds,
+        )
+        .await?;
+    }
     Ok(())
 }
 
