@@ -11,6 +11,7 @@ use axum::{
 use serde_json::{Map, Value};
 
 mod domains;
+mod listing;
 mod organizations;
 mod portal;
 

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{
     ApiResult, OrganizationInputParts, check_conflicts, idempotent, insert_organization,
-    parse_organization,
+    listing::parse_query, parse_organization,
 };
 use crate::emulator::{
     Shared,
@@ -164,32 +164,10 @@ pub(crate) async fn list_organizations(
     State(shared): State<Shared>,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
-    let mut fields_errors = Vec::new();
-    let mut limit = 10usize;
-    let mut order = "desc".to_owned();
-    let mut before = None;
-    let mut after = None;
     let mut search = None;
     let mut domains: Vec<String> = Vec::new();
-    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "limit" => match value.parse::<usize>() {
-                Ok(n) if (1..=100).contains(&n) => limit = n,
-                _ => fields_errors.push((
-                    "limit",
-                    "limit must be a number between 1 and 100".to_owned(),
-                )),
-            },
-            "order" => match value.as_ref() {
-                "asc" | "desc" | "normal" => order = value.into_owned(),
-                _ => fields_errors.push((
-                    "order",
-                    "order must be one of the following values: asc, desc, normal".to_owned(),
-                )),
-            },
-            "before" if !value.is_empty() => before = Some(value.into_owned()),
-            "after" if !value.is_empty() => after = Some(value.into_owned()),
-            "before" | "after" => {}
+    let paging = parse_query(query.as_deref(), |key, value, _| {
+        match key {
             "search" => search = Some(value.to_lowercase()),
             // SDKs disagree: comma-joined (Python, Node), repeated (Go, Ruby) or `domains[]`.
             "domains" | "domains[]" => domains.extend(
@@ -199,29 +177,12 @@ pub(crate) async fn list_organizations(
                     .filter(|d| !d.is_empty())
                     .map(str::to_ascii_lowercase),
             ),
-            other => fields_errors.push(("query", format!("property {other} should not exist"))),
+            _ => return false,
         }
-    }
-    if before.is_some() && after.is_some() {
-        fields_errors.push(("before", "before and after cannot both be set".to_owned()));
-    }
-    if !fields_errors.is_empty() {
-        return Err(ApiError::validation(
-            fields_errors
-                .into_iter()
-                .map(|(field, code)| crate::emulator::wire::FieldError {
-                    field: field.to_owned(),
-                    code,
-                })
-                .collect(),
-        ));
-    }
-    // `normal` is descending with the meaning of the cursors swapped.
-    if order == "normal" {
-        std::mem::swap(&mut before, &mut after);
-    }
+        true
+    })?;
     let store = shared.store();
-    let mut matching: Vec<&Organization> = store
+    let matching: Vec<&Organization> = store
         .organizations
         .values()
         .filter(|o| domains.is_empty() || o.domains.iter().any(|d| domains.contains(&d.domain)))
@@ -231,51 +192,6 @@ pub(crate) async fn list_organizations(
                 .is_none_or(|s| o.name.to_lowercase().contains(s))
         })
         .collect();
-    matching.sort_by(|a, b| a.id.cmp(&b.id));
-    if order != "asc" {
-        matching.reverse();
-    }
-    // `position` of the first item strictly after the cursor in the chosen order.
-    let ascending = order == "asc";
-    let follows = |o: &Organization, cursor: &str| {
-        if ascending {
-            o.id.as_str() > cursor
-        } else {
-            o.id.as_str() < cursor
-        }
-    };
-    let (start, end) = if let Some(cursor) = &after {
-        let start = matching
-            .iter()
-            .position(|o| follows(o, cursor))
-            .unwrap_or(matching.len());
-        (start, (start + limit).min(matching.len()))
-    } else if let Some(cursor) = &before {
-        // Items before the cursor form a prefix of the ordered list.
-        let end = matching
-            .iter()
-            .position(|o| o.id == *cursor || follows(o, cursor))
-            .unwrap_or(matching.len());
-        (end.saturating_sub(limit), end)
-    } else {
-        (0, limit.min(matching.len()))
-    };
-    let page = &matching[start..end];
-    let mut meta_before = (start > 0)
-        .then(|| page.first().map(|o| o.id.clone()))
-        .flatten();
-    let mut meta_after = (end < matching.len())
-        .then(|| page.last().map(|o| o.id.clone()))
-        .flatten();
-    if order == "normal" {
-        std::mem::swap(&mut meta_before, &mut meta_after);
-    }
-    let body = json!({
-        "object": "list",
-        "data": page.iter().map(|o| o.to_json()).collect::<Vec<_>>(),
-        "list_metadata": { "before": meta_before, "after": meta_after },
-    });
+    let body = paging.page(matching, |o| o.id.as_str(), |o| o.to_json());
     Ok(json_response(StatusCode::OK, &body))
 }
-
-// === Organization domains ===
