@@ -1,13 +1,17 @@
 //! A WorkOS-compatible HTTP server for development, CI and tests: Organizations, Organization
-//! Domains and the Admin Portal, with WorkOS's shapes, status codes and errors, plus a control API
-//! under `/_emulator/` to inject faults and read request counts.
+//! Domains, the Admin Portal, and what a portal setup leaves behind (SSO connections,
+//! directories, the audit log configuration and the Events API), with WorkOS's shapes, status
+//! codes and errors, plus a control API under `/_emulator/` that injects faults, reads request
+//! counts and performs any setup step.
 //!
 //! **Invariant:** this module is an independent implementation of the WorkOS contract. It shares
 //! no types with `crate::workos` (the client), so each can catch the other's mistakes.
 
 mod api;
 mod control;
+mod events;
 mod portal;
+mod setup;
 mod state;
 mod wire;
 
@@ -119,6 +123,21 @@ pub fn router(options: &Options, origin: String) -> Router {
             "/organization_domains/{id}/verify",
             post(api::verify_domain),
         )
+        .route("/connections", get(api::list_connections))
+        .route(
+            "/connections/{id}",
+            get(api::get_connection).delete(api::delete_connection),
+        )
+        .route("/directories", get(api::list_directories))
+        .route(
+            "/directories/{id}",
+            get(api::get_directory).delete(api::delete_directory),
+        )
+        .route(
+            "/organizations/{id}/audit_log_configuration",
+            get(api::get_audit_log_configuration),
+        )
+        .route("/events", get(api::list_events))
         .route("/portal/generate_link", post(api::generate_link))
         .route("/portal/revoke_link", post(api::revoke_link))
         .route_layer(middleware::from_fn_with_state(shared.clone(), workos_layer));
@@ -136,7 +155,11 @@ pub fn router(options: &Options, origin: String) -> Router {
             "/_emulator/requests",
             get(control::requests).delete(control::clear_requests),
         )
-        .route("/_emulator/clock", post(control::advance_clock));
+        .route("/_emulator/clock", post(control::advance_clock))
+        .route(
+            "/_emulator/organizations/{id}/setup",
+            post(control::setup::setup),
+        );
     let pages = Router::new()
         .route("/portal/launch", get(portal::launch))
         .route("/portal/exit", get(portal::exit));

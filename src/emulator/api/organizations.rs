@@ -11,7 +11,8 @@ use super::{
     listing::parse_query, parse_organization,
 };
 use crate::emulator::{
-    Shared,
+    Shared, events,
+    setup::ops,
     state::{DomainState, Organization},
     wire::{ApiError, JsonObject, json_response},
 };
@@ -104,6 +105,7 @@ pub(crate) async fn update_organization(
     if let Some(name) = input.name {
         organization.name = name;
     }
+    let mut replaced = None;
     if let Some(domains) = new_domains {
         for old in &organization.domains {
             store.domain_owner.remove(&old.domain);
@@ -111,7 +113,7 @@ pub(crate) async fn update_organization(
         for domain in &domains {
             store.domain_owner.insert(domain.domain.clone(), id.clone());
         }
-        organization.domains = domains;
+        replaced = Some(std::mem::replace(&mut organization.domains, domains));
     }
     if let Some(metadata) = input.metadata {
         // Metadata is replaced as a whole (WorkOS's merge behaviour is unconfirmed).
@@ -134,8 +136,49 @@ pub(crate) async fn update_organization(
     }
     organization.updated_at = now;
     let body = organization.to_json();
-    store.organizations.insert(id, organization);
+    let current = organization.domains.clone();
+    store.organizations.insert(id.clone(), organization);
+    if let Some(previous) = replaced {
+        announce_domain_changes(&mut store, &id, &previous, &current);
+    }
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The domain events of an update that replaced `previous` with `current`: new domains are
+/// created, domains that became verified are verified, dropped domains are deleted.
+fn announce_domain_changes(
+    store: &mut crate::emulator::state::Store,
+    organization_id: &str,
+    previous: &[crate::emulator::state::Domain],
+    current: &[crate::emulator::state::Domain],
+) {
+    for domain in current {
+        match previous.iter().find(|d| d.id == domain.id) {
+            None => {
+                ops::announce_new_domain(store, domain);
+            }
+            Some(before)
+                if before.state != DomainState::Verified
+                    && domain.state == DomainState::Verified =>
+            {
+                store.emit(
+                    events::DOMAIN_VERIFIED,
+                    Some(organization_id),
+                    domain.to_json(),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    for domain in previous {
+        if !current.iter().any(|d| d.id == domain.id) {
+            store.emit(
+                events::DOMAIN_DELETED,
+                Some(organization_id),
+                domain.to_json(),
+            );
+        }
+    }
 }
 
 pub(crate) async fn delete_organization(
@@ -153,6 +196,7 @@ pub(crate) async fn delete_organization(
     if let Some(external_id) = &organization.external_id {
         store.by_external_id.remove(external_id);
     }
+    ops::delete_organization_setup(&mut store, &organization);
     // WorkOS answers 202 "Accepted"; every SDK ignores the body. An empty JSON object keeps the
     // content type honest for clients that parse every body.
     Ok(json_response(StatusCode::ACCEPTED, &json!({})))
