@@ -1,8 +1,9 @@
 //! A WorkOS-compatible HTTP server for development, CI and tests: Organizations, Organization
 //! Domains, the Admin Portal, and what a portal setup leaves behind (SSO connections,
 //! directories, the audit log configuration and the Events API), with WorkOS's shapes, status
-//! codes and errors, plus a control API under `/_emulator/` that injects faults, reads request
-//! counts and performs any setup step.
+//! codes and errors. The portal pages are a working stand-in for the hosted Admin Portal, and a
+//! control API under `/_emulator/` injects faults, reads request counts and performs any setup
+//! step without a browser.
 //!
 //! **Invariant:** this module is an independent implementation of the WorkOS contract. It shares
 //! no types with `crate::workos` (the client), so each can catch the other's mistakes.
@@ -162,7 +163,30 @@ pub fn router(options: &Options, origin: String) -> Router {
         );
     let pages = Router::new()
         .route("/portal/launch", get(portal::launch))
-        .route("/portal/exit", get(portal::exit));
+        .route("/portal/exit", get(portal::exit))
+        .route("/portal/sso", post(portal::actions::configure_sso))
+        .route("/portal/sso/test", post(portal::actions::test_sign_in))
+        .route("/portal/dsync", post(portal::actions::connect_directory))
+        .route(
+            "/portal/domain_verification",
+            post(portal::actions::add_domain),
+        )
+        .route(
+            "/portal/domain_verification/verify",
+            post(portal::actions::verify_domain),
+        )
+        .route(
+            "/portal/log_streams",
+            post(portal::actions::create_log_stream),
+        )
+        .route(
+            "/portal/certificate_renewal",
+            post(portal::actions::renew_certificate),
+        )
+        .route(
+            "/portal/bring_your_own_key",
+            post(portal::actions::verify_key),
+        );
     workos
         .merge(control)
         .merge(pages)

@@ -125,7 +125,8 @@ impl Organization {
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
     pub(crate) organization_id: String,
-    pub(crate) intent: String,
+    /// `None` for a link minted without an intent: its page offers every intent.
+    pub(crate) intent: Option<String>,
     pub(crate) return_url: Option<String>,
     pub(crate) success_url: Option<String>,
     pub(crate) external_user_id: Option<String>,

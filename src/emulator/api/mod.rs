@@ -28,7 +28,7 @@ pub(crate) use organizations::{
     create_organization, delete_organization, get_organization, get_organization_by_external_id,
     list_organizations, update_organization,
 };
-pub(crate) use portal::{expired, generate_link, revoke_link};
+pub(crate) use portal::{INTENTS, expired, generate_link, revoke_link};
 
 use super::{
     Shared,

@@ -11,6 +11,30 @@ use serde_json::{Value, json};
 
 use super::state::{Domain, timestamp};
 
+/// The SSO providers the portal's form offers.
+pub(crate) const PORTAL_SSO_PROVIDERS: [(&str, &str); 4] = [
+    ("OktaSAML", "Okta (SAML)"),
+    ("AzureSAML", "Microsoft Entra ID (SAML)"),
+    ("GoogleSAML", "Google Workspace (SAML)"),
+    ("GenericSAML", "Other SAML 2.0 provider"),
+];
+
+/// The directory providers the portal's form offers.
+pub(crate) const PORTAL_DSYNC_PROVIDERS: [(&str, &str); 4] = [
+    ("okta scim v2.0", "Okta (SCIM)"),
+    ("azure scim v2.0", "Microsoft Entra ID (SCIM)"),
+    ("gsuite directory", "Google Workspace"),
+    ("generic scim v2.0", "Other SCIM 2.0 provider"),
+];
+
+/// The log stream destinations the portal's form offers.
+pub(crate) const PORTAL_LOG_STREAM_TYPES: [(&str, &str); 4] = [
+    ("Datadog", "Datadog"),
+    ("Splunk", "Splunk"),
+    ("S3", "Amazon S3"),
+    ("GenericHttps", "HTTPS endpoint"),
+];
+
 /// Every connection type WorkOS names (its spec and the official Python SDK together).
 pub(crate) const CONNECTION_TYPES: [&str; 53] = [
     "Pending",
