@@ -1,13 +1,18 @@
 //! A WorkOS-compatible HTTP server for development, CI and tests: Organizations, Organization
-//! Domains and the Admin Portal, with WorkOS's shapes, status codes and errors, plus a control API
-//! under `/_emulator/` to inject faults and read request counts.
+//! Domains, the Admin Portal, and what a portal setup leaves behind (SSO connections,
+//! directories, the audit log configuration and the Events API), with WorkOS's shapes, status
+//! codes and errors. The portal pages are a working stand-in for the hosted Admin Portal, and a
+//! control API under `/_emulator/` injects faults, reads request counts and performs any setup
+//! step without a browser.
 //!
 //! **Invariant:** this module is an independent implementation of the WorkOS contract. It shares
 //! no types with `crate::workos` (the client), so each can catch the other's mistakes.
 
 mod api;
 mod control;
+mod events;
 mod portal;
+mod setup;
 mod state;
 mod wire;
 
@@ -119,6 +124,21 @@ pub fn router(options: &Options, origin: String) -> Router {
             "/organization_domains/{id}/verify",
             post(api::verify_domain),
         )
+        .route("/connections", get(api::list_connections))
+        .route(
+            "/connections/{id}",
+            get(api::get_connection).delete(api::delete_connection),
+        )
+        .route("/directories", get(api::list_directories))
+        .route(
+            "/directories/{id}",
+            get(api::get_directory).delete(api::delete_directory),
+        )
+        .route(
+            "/organizations/{id}/audit_log_configuration",
+            get(api::get_audit_log_configuration),
+        )
+        .route("/events", get(api::list_events))
         .route("/portal/generate_link", post(api::generate_link))
         .route("/portal/revoke_link", post(api::revoke_link))
         .route_layer(middleware::from_fn_with_state(shared.clone(), workos_layer));
@@ -136,10 +156,37 @@ pub fn router(options: &Options, origin: String) -> Router {
             "/_emulator/requests",
             get(control::requests).delete(control::clear_requests),
         )
-        .route("/_emulator/clock", post(control::advance_clock));
+        .route("/_emulator/clock", post(control::advance_clock))
+        .route(
+            "/_emulator/organizations/{id}/setup",
+            post(control::setup::setup),
+        );
     let pages = Router::new()
         .route("/portal/launch", get(portal::launch))
-        .route("/portal/exit", get(portal::exit));
+        .route("/portal/exit", get(portal::exit))
+        .route("/portal/sso", post(portal::actions::configure_sso))
+        .route("/portal/sso/test", post(portal::actions::test_sign_in))
+        .route("/portal/dsync", post(portal::actions::connect_directory))
+        .route(
+            "/portal/domain_verification",
+            post(portal::actions::add_domain),
+        )
+        .route(
+            "/portal/domain_verification/verify",
+            post(portal::actions::verify_domain),
+        )
+        .route(
+            "/portal/log_streams",
+            post(portal::actions::create_log_stream),
+        )
+        .route(
+            "/portal/certificate_renewal",
+            post(portal::actions::renew_certificate),
+        )
+        .route(
+            "/portal/bring_your_own_key",
+            post(portal::actions::verify_key),
+        );
     workos
         .merge(control)
         .merge(pages)

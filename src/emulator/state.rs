@@ -6,13 +6,18 @@
 //! rejected request never leaves a half-made change behind.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     time::{Duration, SystemTime},
 };
 
 use rand::{Rng, SeedableRng, distr::Alphanumeric, rngs::StdRng};
 use serde_json::{Map, Value, json};
 use ulid::Ulid;
+
+use super::{
+    events::EventLog,
+    setup::{AuditConfig, Connection, Directory},
+};
 
 /// How long a portal link works after it is minted (WorkOS: five minutes).
 pub(crate) const LINK_LIFETIME: Duration = Duration::from_secs(5 * 60);
@@ -32,6 +37,8 @@ const REQUEST_LOG_CAPACITY: usize = 1000;
 pub(crate) enum DomainState {
     Pending,
     Verified,
+    /// Not verified within WorkOS's 30-day window; verification can be restarted.
+    Failed,
     LegacyVerified,
 }
 
@@ -40,6 +47,7 @@ impl DomainState {
         match self {
             Self::Pending => "pending",
             Self::Verified => "verified",
+            Self::Failed => "failed",
             Self::LegacyVerified => "legacy_verified",
         }
     }
@@ -117,7 +125,8 @@ impl Organization {
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
     pub(crate) organization_id: String,
-    pub(crate) intent: String,
+    /// `None` for a link minted without an intent: its page offers every intent.
+    pub(crate) intent: Option<String>,
     pub(crate) return_url: Option<String>,
     pub(crate) success_url: Option<String>,
     pub(crate) external_user_id: Option<String>,
@@ -189,6 +198,17 @@ pub(crate) struct Store {
     pub(crate) domain_owner: HashMap<String, String>,
     pub(crate) links: HashMap<String, Link>,
     link_expiry: VecDeque<(SystemTime, String)>,
+    /// SSO connections by id; ids are ULIDs, so the map is in creation order.
+    pub(crate) connections: BTreeMap<String, Connection>,
+    /// Directories by id, in creation order.
+    pub(crate) directories: BTreeMap<String, Directory>,
+    /// Audit log configurations by organization id; an organization has none until audit logs
+    /// are enabled or a log stream is created for it.
+    pub(crate) audit_configs: HashMap<String, AuditConfig>,
+    /// The key provider of each organization's verified customer-managed key.
+    pub(crate) byok_keys: HashMap<String, String>,
+    /// What the Events API lists.
+    pub(crate) events: EventLog,
     pub(crate) idempotency: HashMap<String, IdempotentAnswer>,
     pub(crate) faults: Vec<Fault>,
     next_fault_id: u64,
@@ -207,6 +227,11 @@ impl Store {
             domain_owner: HashMap::new(),
             links: HashMap::new(),
             link_expiry: VecDeque::new(),
+            connections: BTreeMap::new(),
+            directories: BTreeMap::new(),
+            audit_configs: HashMap::new(),
+            byok_keys: HashMap::new(),
+            events: EventLog::default(),
             idempotency: HashMap::new(),
             faults: Vec::new(),
             next_fault_id: 1,

@@ -46,6 +46,14 @@ impl ApiError {
         }
     }
 
+    /// `{"message"}` alone, the shape of WorkOS's older errors.
+    pub(crate) fn message(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({ "message": message.into() }),
+        }
+    }
+
     /// 401 with the body WorkOS sends for a missing or wrong API key.
     pub(crate) fn unauthorized() -> Self {
         Self {

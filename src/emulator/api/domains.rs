@@ -8,8 +8,9 @@ use axum::{
 
 use super::{ApiResult, idempotent};
 use crate::emulator::{
-    Shared,
-    state::{DomainState, Store},
+    Shared, events,
+    setup::ops::{self, SetupError},
+    state::Store,
     wire::{ApiError, Fields, JsonObject, json_response, looks_like_domain},
 };
 
@@ -36,26 +37,14 @@ pub(crate) async fn create_domain(
         &headers,
         "POST /organization_domains",
         &body,
-        |store| {
-            if !store.organizations.contains_key(&organization_id) {
-                return Err(ApiError::not_found("Organization", &organization_id));
-            }
-            if store.domain_owner.contains_key(&domain) {
-                return Err(ApiError::coded(
-                    StatusCode::CONFLICT,
-                    "domain_already_exists",
-                    format!("The domain {domain} already exists."),
-                ));
-            }
-            let new = store.new_domain(&organization_id, &domain, DomainState::Pending);
-            let json = new.to_json();
-            store
-                .domain_owner
-                .insert(domain.clone(), organization_id.clone());
-            if let Some(organization) = store.organizations.get_mut(&organization_id) {
-                organization.domains.push(new);
-            }
-            Ok((StatusCode::CREATED, json))
+        |store| match ops::add_domain(store, &organization_id, &domain) {
+            Ok(outcome) => Ok((StatusCode::CREATED, outcome.changed.1)),
+            Err(SetupError::Conflict(message)) => Err(ApiError::coded(
+                StatusCode::CONFLICT,
+                "domain_already_exists",
+                message,
+            )),
+            Err(_) => Err(ApiError::not_found("Organization", &organization_id)),
         },
     )
 }
@@ -81,7 +70,8 @@ pub(crate) async fn get_domain(State(shared): State<Shared>, Path(id): Path<Stri
 }
 
 /// Verification succeeds at once: the emulator cannot look up DNS, and a test that wants a
-/// failure can inject one with the control API.
+/// failure can inject one with the control API. A failed domain may be verified again (WorkOS:
+/// "verification can be restarted manually").
 pub(crate) async fn verify_domain(
     State(shared): State<Shared>,
     Path(id): Path<String>,
@@ -89,24 +79,15 @@ pub(crate) async fn verify_domain(
     let mut store = shared.store();
     let (organization_id, index) =
         find_domain(&store, &id).ok_or_else(|| ApiError::not_found("Organization domain", &id))?;
-    let now = store.now();
-    let Some(domain) = store
-        .organizations
-        .get_mut(&organization_id)
-        .map(|o| &mut o.domains[index])
-    else {
-        return Err(ApiError::not_found("Organization domain", &id));
-    };
-    if domain.state != DomainState::Pending {
-        return Err(ApiError::coded(
+    match ops::verify_domain_at(&mut store, &organization_id, index) {
+        Ok(outcome) => Ok(json_response(StatusCode::CREATED, &outcome.changed.1)),
+        Err(SetupError::Conflict(message)) => Err(ApiError::coded(
             StatusCode::BAD_REQUEST,
             "domain_already_verified",
-            format!("The domain {} is already verified.", domain.domain),
-        ));
+            message,
+        )),
+        Err(_) => Err(ApiError::not_found("Organization domain", &id)),
     }
-    domain.state = DomainState::Verified;
-    domain.updated_at = now;
-    Ok(json_response(StatusCode::CREATED, &domain.to_json()))
 }
 
 pub(crate) async fn delete_domain(
@@ -121,7 +102,10 @@ pub(crate) async fn delete_domain(
     };
     let removed = organization.domains.remove(index);
     store.domain_owner.remove(&removed.domain);
+    store.emit(
+        events::DOMAIN_DELETED,
+        Some(&organization_id),
+        removed.to_json(),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
-
-// === Admin Portal ===

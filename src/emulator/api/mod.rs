@@ -10,19 +10,29 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
+mod audit_logs;
+mod connections;
+mod directories;
 mod domains;
+mod events;
+mod listing;
 mod organizations;
 mod portal;
 
+pub(crate) use audit_logs::get_audit_log_configuration;
+pub(crate) use connections::{delete_connection, get_connection, list_connections};
+pub(crate) use directories::{delete_directory, get_directory, list_directories};
 pub(crate) use domains::{create_domain, delete_domain, get_domain, verify_domain};
+pub(crate) use events::list_events;
 pub(crate) use organizations::{
     create_organization, delete_organization, get_organization, get_organization_by_external_id,
     list_organizations, update_organization,
 };
-pub(crate) use portal::{expired, generate_link, revoke_link};
+pub(crate) use portal::{INTENTS, expired, generate_link, revoke_link};
 
 use super::{
     Shared,
+    setup::ops,
     state::{Domain, DomainState, IdempotentAnswer, Organization, Store},
     wire::{ApiError, Fields, json_response, looks_like_domain},
 };
@@ -265,6 +275,9 @@ pub(crate) fn insert_organization(
         store.by_external_id.insert(external_id.clone(), id.clone());
     }
     store.organizations.insert(id, organization.clone());
+    for domain in &organization.domains {
+        ops::announce_new_domain(store, domain);
+    }
     organization
 }
 

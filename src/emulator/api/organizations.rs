@@ -8,10 +8,11 @@ use serde_json::json;
 
 use super::{
     ApiResult, OrganizationInputParts, check_conflicts, idempotent, insert_organization,
-    parse_organization,
+    listing::parse_query, parse_organization,
 };
 use crate::emulator::{
-    Shared,
+    Shared, events,
+    setup::ops,
     state::{DomainState, Organization},
     wire::{ApiError, JsonObject, json_response},
 };
@@ -104,6 +105,7 @@ pub(crate) async fn update_organization(
     if let Some(name) = input.name {
         organization.name = name;
     }
+    let mut replaced = None;
     if let Some(domains) = new_domains {
         for old in &organization.domains {
             store.domain_owner.remove(&old.domain);
@@ -111,7 +113,7 @@ pub(crate) async fn update_organization(
         for domain in &domains {
             store.domain_owner.insert(domain.domain.clone(), id.clone());
         }
-        organization.domains = domains;
+        replaced = Some(std::mem::replace(&mut organization.domains, domains));
     }
     if let Some(metadata) = input.metadata {
         // Metadata is replaced as a whole (WorkOS's merge behaviour is unconfirmed).
@@ -134,8 +136,49 @@ pub(crate) async fn update_organization(
     }
     organization.updated_at = now;
     let body = organization.to_json();
-    store.organizations.insert(id, organization);
+    let current = organization.domains.clone();
+    store.organizations.insert(id.clone(), organization);
+    if let Some(previous) = replaced {
+        announce_domain_changes(&mut store, &id, &previous, &current);
+    }
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The domain events of an update that replaced `previous` with `current`: new domains are
+/// created, domains that became verified are verified, dropped domains are deleted.
+fn announce_domain_changes(
+    store: &mut crate::emulator::state::Store,
+    organization_id: &str,
+    previous: &[crate::emulator::state::Domain],
+    current: &[crate::emulator::state::Domain],
+) {
+    for domain in current {
+        match previous.iter().find(|d| d.id == domain.id) {
+            None => {
+                ops::announce_new_domain(store, domain);
+            }
+            Some(before)
+                if before.state != DomainState::Verified
+                    && domain.state == DomainState::Verified =>
+            {
+                store.emit(
+                    events::DOMAIN_VERIFIED,
+                    Some(organization_id),
+                    domain.to_json(),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    for domain in previous {
+        if !current.iter().any(|d| d.id == domain.id) {
+            store.emit(
+                events::DOMAIN_DELETED,
+                Some(organization_id),
+                domain.to_json(),
+            );
+        }
+    }
 }
 
 pub(crate) async fn delete_organization(
@@ -153,6 +196,7 @@ pub(crate) async fn delete_organization(
     if let Some(external_id) = &organization.external_id {
         store.by_external_id.remove(external_id);
     }
+    ops::delete_organization_setup(&mut store, &organization);
     // WorkOS answers 202 "Accepted"; every SDK ignores the body. An empty JSON object keeps the
     // content type honest for clients that parse every body.
     Ok(json_response(StatusCode::ACCEPTED, &json!({})))
@@ -164,32 +208,10 @@ pub(crate) async fn list_organizations(
     State(shared): State<Shared>,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
-    let mut fields_errors = Vec::new();
-    let mut limit = 10usize;
-    let mut order = "desc".to_owned();
-    let mut before = None;
-    let mut after = None;
     let mut search = None;
     let mut domains: Vec<String> = Vec::new();
-    for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "limit" => match value.parse::<usize>() {
-                Ok(n) if (1..=100).contains(&n) => limit = n,
-                _ => fields_errors.push((
-                    "limit",
-                    "limit must be a number between 1 and 100".to_owned(),
-                )),
-            },
-            "order" => match value.as_ref() {
-                "asc" | "desc" | "normal" => order = value.into_owned(),
-                _ => fields_errors.push((
-                    "order",
-                    "order must be one of the following values: asc, desc, normal".to_owned(),
-                )),
-            },
-            "before" if !value.is_empty() => before = Some(value.into_owned()),
-            "after" if !value.is_empty() => after = Some(value.into_owned()),
-            "before" | "after" => {}
+    let paging = parse_query(query.as_deref(), |key, value, _| {
+        match key {
             "search" => search = Some(value.to_lowercase()),
             // SDKs disagree: comma-joined (Python, Node), repeated (Go, Ruby) or `domains[]`.
             "domains" | "domains[]" => domains.extend(
@@ -199,29 +221,12 @@ pub(crate) async fn list_organizations(
                     .filter(|d| !d.is_empty())
                     .map(str::to_ascii_lowercase),
             ),
-            other => fields_errors.push(("query", format!("property {other} should not exist"))),
+            _ => return false,
         }
-    }
-    if before.is_some() && after.is_some() {
-        fields_errors.push(("before", "before and after cannot both be set".to_owned()));
-    }
-    if !fields_errors.is_empty() {
-        return Err(ApiError::validation(
-            fields_errors
-                .into_iter()
-                .map(|(field, code)| crate::emulator::wire::FieldError {
-                    field: field.to_owned(),
-                    code,
-                })
-                .collect(),
-        ));
-    }
-    // `normal` is descending with the meaning of the cursors swapped.
-    if order == "normal" {
-        std::mem::swap(&mut before, &mut after);
-    }
+        true
+    })?;
     let store = shared.store();
-    let mut matching: Vec<&Organization> = store
+    let matching: Vec<&Organization> = store
         .organizations
         .values()
         .filter(|o| domains.is_empty() || o.domains.iter().any(|d| domains.contains(&d.domain)))
@@ -231,51 +236,6 @@ pub(crate) async fn list_organizations(
                 .is_none_or(|s| o.name.to_lowercase().contains(s))
         })
         .collect();
-    matching.sort_by(|a, b| a.id.cmp(&b.id));
-    if order != "asc" {
-        matching.reverse();
-    }
-    // `position` of the first item strictly after the cursor in the chosen order.
-    let ascending = order == "asc";
-    let follows = |o: &Organization, cursor: &str| {
-        if ascending {
-            o.id.as_str() > cursor
-        } else {
-            o.id.as_str() < cursor
-        }
-    };
-    let (start, end) = if let Some(cursor) = &after {
-        let start = matching
-            .iter()
-            .position(|o| follows(o, cursor))
-            .unwrap_or(matching.len());
-        (start, (start + limit).min(matching.len()))
-    } else if let Some(cursor) = &before {
-        // Items before the cursor form a prefix of the ordered list.
-        let end = matching
-            .iter()
-            .position(|o| o.id == *cursor || follows(o, cursor))
-            .unwrap_or(matching.len());
-        (end.saturating_sub(limit), end)
-    } else {
-        (0, limit.min(matching.len()))
-    };
-    let page = &matching[start..end];
-    let mut meta_before = (start > 0)
-        .then(|| page.first().map(|o| o.id.clone()))
-        .flatten();
-    let mut meta_after = (end < matching.len())
-        .then(|| page.last().map(|o| o.id.clone()))
-        .flatten();
-    if order == "normal" {
-        std::mem::swap(&mut meta_before, &mut meta_after);
-    }
-    let body = json!({
-        "object": "list",
-        "data": page.iter().map(|o| o.to_json()).collect::<Vec<_>>(),
-        "list_metadata": { "before": meta_before, "after": meta_after },
-    });
+    let body = paging.page(matching, |o| o.id.as_str(), |o| o.to_json());
     Ok(json_response(StatusCode::OK, &body))
 }
-
-// === Organization domains ===

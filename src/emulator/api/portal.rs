@@ -46,9 +46,9 @@ pub(crate) async fn generate_link(
         "intent_options",
     ]);
     let organization = fields.required_str("organization").map(str::to_owned);
-    // The current spec makes `intent` optional; what WorkOS does without one is unconfirmed, so
-    // the emulator requires it, as WorkOS's own emulator does, to catch clients that omit it.
-    let intent = fields.required_str("intent").map(str::to_owned);
+    // WorkOS's reference makes `intent` optional and the Node SDK may send none. What WorkOS's
+    // portal shows then is unconfirmed; the emulator's page offers a menu of every intent.
+    let intent = fields.optional_str("intent").map(str::to_owned);
     if let Some(intent) = &intent
         && !INTENTS.contains(&intent.as_str())
     {
@@ -99,7 +99,7 @@ pub(crate) async fn generate_link(
         Some(_) => fields.fail("intent_options", "intent_options must be an object"),
     }
     fields.finish()?;
-    let (Some(organization), Some(intent)) = (organization, intent) else {
+    let Some(organization) = organization else {
         return Err(ApiError::validation(Vec::new()));
     };
     let [return_url, success_url] = urls;
@@ -160,8 +160,6 @@ pub(crate) async fn revoke_link(
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
-
-// === Idempotency ===
 
 /// Whether a link's five minutes are over.
 pub(crate) fn expired(link: &Link, now: SystemTime) -> bool {

@@ -1,5 +1,8 @@
-//! The control API under `/_emulator/`: faults by route, reset, seed, clock and request counts.
-//! It is for tests and demos, needs no API key, and is never counted or faulted itself.
+//! The control API under `/_emulator/`: faults by route, reset, seed, clock, request counts, and
+//! setup steps by intent ([`setup`]). It is for tests and demos, needs no API key, and is never
+//! counted or faulted itself.
+
+pub(crate) mod setup;
 
 use std::time::Duration;
 
@@ -16,7 +19,7 @@ use super::{
     wire::{ApiError, Fields, JsonObject, json_response},
 };
 
-type ControlResult = Result<Response, ApiError>;
+pub(crate) type ControlResult = Result<Response, ApiError>;
 
 /// `POST /_emulator/reset` `{"seed": 42}`: forgets every organization, link, fault and count.
 /// With a seed, ids, tokens and fault probabilities are reproducible.
