@@ -8,7 +8,7 @@ use portal_gateway::{
     proto::{
         access_service_client::AccessServiceClient,
         organization_service_client::OrganizationServiceClient,
-        portal_service_client::PortalServiceClient,
+        portal_service_client::PortalServiceClient, setup_service_client::SetupServiceClient,
     },
 };
 use serde_json::Value;
@@ -71,12 +71,10 @@ impl TestEmulator {
             request = request.json(&body);
         }
         let response = request.send().await.expect("control call");
-        assert!(
-            response.status().is_success(),
-            "control {path}: {}",
-            response.status()
-        );
-        response.json().await.expect("control json")
+        let status = response.status();
+        let text = response.text().await.expect("control body");
+        assert!(status.is_success(), "control {path}: {status} {text}");
+        serde_json::from_str(&text).expect("control json")
     }
 
     pub(crate) async fn fault(&self, fault: Value) {
@@ -94,6 +92,16 @@ impl TestEmulator {
         self.control(reqwest::Method::GET, "/requests", None).await["total"]
             .as_u64()
             .unwrap_or(0)
+    }
+
+    /// Drives an organization's setup through the control API, as the Admin Portal would.
+    pub(crate) async fn setup(&self, organization_id: &str, body: Value) -> Value {
+        self.control(
+            reqwest::Method::POST,
+            &format!("/organizations/{organization_id}/setup"),
+            Some(body),
+        )
+        .await
     }
 
     /// Creates an organization directly in the emulator.
@@ -155,6 +163,7 @@ pub(crate) struct Clients {
     pub(crate) orgs: OrganizationServiceClient<Authed>,
     pub(crate) portal: PortalServiceClient<Authed>,
     pub(crate) access: AccessServiceClient<Authed>,
+    pub(crate) setup: SetupServiceClient<Authed>,
 }
 
 impl Clients {
@@ -162,7 +171,8 @@ impl Clients {
         Self {
             orgs: OrganizationServiceClient::with_interceptor(channel.clone(), credentials.clone()),
             portal: PortalServiceClient::with_interceptor(channel.clone(), credentials.clone()),
-            access: AccessServiceClient::with_interceptor(channel, credentials),
+            access: AccessServiceClient::with_interceptor(channel.clone(), credentials.clone()),
+            setup: SetupServiceClient::with_interceptor(channel, credentials),
         }
     }
 }
@@ -176,6 +186,7 @@ pub(crate) struct TestApp {
     /// Clients for the all-powerful `admin` caller.
     pub(crate) orgs: OrganizationServiceClient<Authed>,
     pub(crate) portal: PortalServiceClient<Authed>,
+    pub(crate) setup: SetupServiceClient<Authed>,
     pub(crate) health: HealthClient<Channel>,
     pub(crate) audit_path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
@@ -231,6 +242,9 @@ success_url = "https://app.example.com/settings/sso/done"
 [server]
 shutdown_grace = "5s"
 drain_delay = "0s"
+[setup]
+poll_interval = "20ms"
+poll_max_interval = "100ms"
 [auth]
 tokens = [{tokens}]
 [[policy.callers]]
@@ -336,6 +350,7 @@ async fn spawn_app_inner(
         address: addr,
         orgs: admin.orgs,
         portal: admin.portal,
+        setup: admin.setup,
         health: HealthClient::new(channel.clone()),
         channel,
         audit_path,

@@ -1,6 +1,7 @@
 //! One integration binary: the emulator over HTTP, the gateway over gRPC, the binary and the real
 //! client tools (grpcurl, the official WorkOS Python SDK).
 
+mod browser;
 mod emulator;
 mod gateway;
 mod helpers;
@@ -8,4 +9,5 @@ mod limits;
 mod observability;
 mod resilience;
 mod security;
+mod setup;
 mod tools;
