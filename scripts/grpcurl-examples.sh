@@ -43,4 +43,6 @@ grep -q '"created": true' "$work/out" || { echo "EnsureOrganization did not crea
 grep -q 'Admin Portal (WorkOS emulator)' "$work/out" || { echo "the link did not open the portal page" >&2; exit 1; }
 grep -q '"intent": "INTENT_SSO"' "$work/out" || { echo "GenerateLink did not answer" >&2; exit 1; }
 grep -q 'Code: NotFound' "$work/out" || { echo "the deleted organization was still found" >&2; exit 1; }
+grep -q "SETUP_STATE_COMPLETE" "$work/out" || { echo "GetSetupStatus did not report the verified domain complete" >&2; exit 1; }
+grep -q "SNAPSHOT_REASON_INITIAL" "$work/out" || { echo "WatchSetup did not start with a snapshot" >&2; exit 1; }
 echo "README grpcurl examples: all passed against $address"
