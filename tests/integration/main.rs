@@ -2,6 +2,7 @@
 //! client tools (grpcurl, the official WorkOS Python SDK).
 
 mod browser;
+mod buf;
 mod clients;
 mod emulator;
 mod gateway;

@@ -169,11 +169,11 @@ fn the_emulator_command_prints_its_address_and_serves() {
 
 /// Reads lines from a child's stdout until one starts with `prefix`; returns the rest of it.
 /// Standard output of a started process, read line by line.
-type Stdout = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+pub(crate) type Stdout = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
 
 /// Starts `program` with `args`, its standard output piped for reading and its errors dropped;
 /// it is killed when the handle is dropped.
-fn start_process(program: &str, args: &[&str]) -> (tokio::process::Child, Stdout) {
+pub(crate) fn start_process(program: &str, args: &[&str]) -> (tokio::process::Child, Stdout) {
     use tokio::io::AsyncBufReadExt;
 
     let mut child = tokio::process::Command::new(program)
@@ -187,7 +187,7 @@ fn start_process(program: &str, args: &[&str]) -> (tokio::process::Child, Stdout
     (child, stdout)
 }
 
-async fn wait_for_line(lines: &mut Stdout, prefix: &str) -> String {
+pub(crate) async fn wait_for_line(lines: &mut Stdout, prefix: &str) -> String {
     let found = tokio::time::timeout(std::time::Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.expect("read stdout") {
             if let Some(rest) = line.strip_prefix(prefix) {
