@@ -73,7 +73,10 @@ fn readme_snippets_are_the_tested_code() {
                 .expect("<!-- snippet:NAME (path) -->");
             let source = source.trim_end_matches(')');
             let fence = lines[i + 1];
-            assert!(fence.starts_with("```"), "{readme}: a code block follows {name}");
+            assert!(
+                fence.starts_with("```"),
+                "{readme}: a code block follows {name}"
+            );
             let close = lines[i + 2..]
                 .iter()
                 .position(|l| l.starts_with("```"))
