@@ -476,3 +476,6 @@ impl Gateway {
         self.hub.close();
     }
 }
+
+#[cfg(test)]
+mod tests;
