@@ -2,6 +2,7 @@
 //! client tools (grpcurl, the official WorkOS Python SDK).
 
 mod emulator;
+mod emulator_setup;
 mod gateway;
 mod helpers;
 mod limits;
