@@ -44,19 +44,14 @@ pub(crate) fn set_audit_state(store: &mut Store, organization_id: &str, state: A
     Ok(audit_outcome(store, organization_id))
 }
 
-/// Gives the organization an active audit log configuration unless it has one (in any state);
-/// whether one was created.
-pub(crate) fn ensure_audit_logs(store: &mut Store, organization_id: &str) -> bool {
-    if store.audit_configs.contains_key(organization_id)
-        || !store.organizations.contains_key(organization_id)
-    {
-        return false;
+/// Gives the organization an active audit log configuration unless it has one (in any state).
+pub(crate) fn ensure_audit_logs(store: &mut Store, organization_id: &str) {
+    if store.organizations.contains_key(organization_id) {
+        store
+            .audit_configs
+            .entry(organization_id.to_owned())
+            .or_insert_with(|| AuditConfig::new(organization_id, AuditState::Active));
     }
-    store.audit_configs.insert(
-        organization_id.to_owned(),
-        AuditConfig::new(organization_id, AuditState::Active),
-    );
-    true
 }
 
 /// Creates the organization's log stream, `active` and not yet synced, replacing any it had (the

@@ -70,11 +70,7 @@ fn organization<'a>(
 /// log configuration and key. The deletions of connections, directories and domains are
 /// announced as if each were deleted on its own, so a consumer that mirrors them from events
 /// does not keep them forever. (What WorkOS emits here is unconfirmed.)
-pub(crate) fn delete_organization_setup(
-    store: &mut Store,
-    organization: &Organization,
-) -> Vec<String> {
-    let mut ids = Vec::new();
+pub(crate) fn delete_organization_setup(store: &mut Store, organization: &Organization) {
     let connections: Vec<String> = store
         .connections
         .values()
@@ -82,11 +78,7 @@ pub(crate) fn delete_organization_setup(
         .map(|c| c.id.clone())
         .collect();
     for id in connections {
-        ids.extend(
-            delete_connection(store, &id)
-                .into_iter()
-                .flat_map(|o| o.events),
-        );
+        delete_connection(store, &id);
     }
     let directories: Vec<String> = store
         .directories
@@ -95,20 +87,15 @@ pub(crate) fn delete_organization_setup(
         .map(|d| d.id.clone())
         .collect();
     for id in directories {
-        ids.extend(
-            delete_directory(store, &id)
-                .into_iter()
-                .flat_map(|o| o.events),
-        );
+        delete_directory(store, &id);
     }
     for domain in &organization.domains {
-        ids.push(store.emit(
+        store.emit(
             events::DOMAIN_DELETED,
             Some(&organization.id),
             domain.to_json(),
-        ));
+        );
     }
     store.audit_configs.remove(&organization.id);
     store.byok_keys.remove(&organization.id);
-    ids
 }

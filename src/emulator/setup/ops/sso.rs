@@ -82,7 +82,9 @@ fn pick_connection(
 }
 
 /// A successful test sign-in: the connection becomes `active` and `connection.activated` is
-/// emitted. Without a connection to activate, one is configured first with `provider`.
+/// emitted. Without a connection to activate, one is configured first with `provider`. WorkOS
+/// wants a verified domain before SSO activates (unless the organization allows any domain);
+/// the emulator does not, so a test can set up SSO without domain verification first.
 pub(crate) fn activate_connection(
     store: &mut Store,
     organization_id: &str,
