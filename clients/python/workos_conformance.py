@@ -12,6 +12,7 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 
 from workos import WorkOSClient
 from workos.organizations.models import OrganizationDomainData
@@ -142,6 +143,115 @@ raises("duplicate domain conflicts", ConflictError,
 domains_api.delete_organization_domain(domain.id)
 raises("deleted domain is not found", NotFoundError, lambda: domains_api.get_organization_domain(domain.id))
 
+# What a portal setup leaves behind, made through the control API and read through the SDK's
+# own models: connections, directories, events and the audit log configuration.
+setup_org = orgs.create_organization(
+    name="Setup Co",
+    domain_data=[OrganizationDomainData(domain="setup.example", state="pending")],
+)
+
+
+def setup(body):
+    return control("POST", f"/_emulator/organizations/{setup_org.id}/setup", body)
+
+
+sso = client.sso
+first = setup({"intent": "sso", "action": "configure", "provider": "OktaSAML"})["connection"]["id"]
+setup({"intent": "sso", "action": "activate"})
+second = setup({"intent": "sso", "action": "configure", "provider": "GoogleSAML"})["connection"]["id"]
+connections = sso.list_connections(organization_id=setup_org.id)
+check("list_connections by organization", [c.id for c in connections.data] == [second, first],
+      [c.id for c in connections.data])
+check("connection states", [c.state for c in connections.data] == ["validating", "active"],
+      [c.state for c in connections.data])
+connection = sso.get_connection(first)
+check("get_connection", connection.connection_type == "OktaSAML" and connection.name == "Setup Co"
+      and [d.domain for d in connection.domains] == ["setup.example"])
+one = sso.list_connections(organization_id=setup_org.id, limit=1)
+check("connections page with after", one.has_more() and
+      [c.id for c in sso.list_connections(organization_id=setup_org.id, limit=1, after=one.list_metadata.after).data] == [first])
+check("connections auto paging", [c.id for c in one.auto_paging_iter()] == [second, first])
+check("connection_type filter", [c.id for c in sso.list_connections(connection_type="GoogleSAML").data] == [second])
+sso.delete_connection(second)
+raises("deleted connection is not found", NotFoundError, lambda: sso.get_connection(second))
+
+directory_sync = client.directory_sync
+directory = setup({"intent": "dsync", "action": "activate", "provider": "okta scim v2.0"})["directory"]["id"]
+directories = directory_sync.list_directories(organization_id=setup_org.id)
+check("list_directories by organization", [d.id for d in directories.data] == [directory])
+check("directories use the REST vocabulary", directories.data[0].state == "linked", directories.data[0].state)
+check("directory metadata", directories.data[0].metadata.users.active == 0 and directories.data[0].external_key)
+for action, state in [("invalid_credentials", "invalid_credentials"), ("unlink", "unlinked")]:
+    setup({"intent": "dsync", "action": action})
+    fetched = directory_sync.get_directory(directory)
+    check(f"get_directory after {action}", fetched.state == state, fetched.state)
+directory_sync.delete_directory(directory)
+raises("deleted directory is not found", NotFoundError, lambda: directory_sync.get_directory(directory))
+
+setup({"intent": "domain_verification", "action": "fail", "domain": "setup.example"})
+setup({"intent": "domain_verification", "action": "verify", "domain": "setup.example"})
+setup({"intent": "certificate_renewal", "action": "renewal_required", "days_until_expiry": 10})
+setup({"intent": "certificate_renewal", "action": "renewed"})
+setup({"intent": "bring_your_own_key", "action": "verify", "key_provider": "AZURE_KEY_VAULT"})
+setup({"intent": "bring_your_own_key", "action": "delete"})
+setup({"intent": "sso", "action": "deactivate"})
+expected = [
+    "organization_domain.created",
+    "connection.activated",
+    "connection.deleted",
+    "dsync.activated",
+    "dsync.deleted",
+    "organization_domain.verification_failed",
+    "organization_domain.verified",
+    "connection.saml_certificate_renewal_required",
+    "connection.saml_certificate_renewed",
+    "vault.byok_key.verification_completed",
+    "vault.byok_key.deleted",
+    "connection.deactivated",
+]
+events_api = client.events
+walked = []
+after = None
+while True:
+    page = events_api.list_events(events=expected, organization_id=setup_org.id, limit=5, after=after)
+    if not page.data:
+        check("an empty page ends the walk", page.list_metadata.after is None, page.list_metadata)
+        break
+    walked.extend(page.data)
+    after = page.list_metadata.after
+check("list_events pages with after, oldest first", [e.event for e in walked] == expected,
+      [e.event for e in walked])
+check("every event parses as its own model",
+      all(type(e).__name__ != "EventSchemaUnknown" for e in walked),
+      [type(e).__name__ for e in walked])
+check("auto paging sees every event",
+      [e.id for e in events_api.list_events(events=expected, organization_id=setup_org.id, limit=4).auto_paging_iter()]
+      == [e.id for e in walked])
+activated = walked[1].data
+check("connection.activated payload", activated.status == "linked" and activated.external_key
+      and [d.domain for d in activated.domains] == ["setup.example"])
+check("dsync.activated uses the event vocabulary", walked[3].data.state == "active", walked[3].data.state)
+check("verification_failed has a reason", walked[5].data.reason == "domain_verification_period_expired")
+check("byok verification payload", walked[9].data.verified is True and walked[9].data.key_provider == "AZURE_KEY_VAULT")
+since = events_api.list_events(events=["connection.activated"], range_start=datetime(2000, 1, 1, tzinfo=timezone.utc))
+check("range_start as a datetime", [e.id for e in since.data] == [walked[1].id], [e.id for e in since.data])
+others = events_api.list_events(events=["organization_domain.created"], organization_id=acme.id)
+check("organization_id filters events", [e.data.domain for e in others.data] == ["acme.example", "new.example"],
+      [e.data.domain for e in others.data])
+raises("unknown event names are a bad request", BadRequestError,
+       lambda: events_api.list_events(events=["user.teleported"]))
+raises("no event names is unprocessable", UnprocessableEntityError, lambda: events_api.list_events(events=[]))
+
+raises("no audit log configuration yet", NotFoundError, lambda: orgs.get_audit_log_configuration(setup_org.id))
+setup({"intent": "audit_logs", "action": "enable"})
+config = orgs.get_audit_log_configuration(setup_org.id)
+check("audit log configuration", config.state == "active" and config.retention_period_in_days == 30
+      and config.log_stream is None, config)
+setup({"intent": "log_streams", "action": "create", "destination": "Datadog"})
+stream = orgs.get_audit_log_configuration(setup_org.id).log_stream
+check("log stream", stream is not None and stream.id.startswith("als_") and stream.type == "Datadog"
+      and stream.state == "active" and stream.last_synced_at is None, stream)
+
 # Admin Portal: every intent, the page behind the link, revocation.
 for intent in INTENTS:
     link = portal.generate_link(
@@ -158,6 +268,9 @@ check("portal page links back", "https://app.example/back" in page_html and "htt
 portal.revoke_link(organization=acme.id, external_user_id="admin-7")
 status, _ = http_get(link)
 check("revoked link stops working", status == 410, status)
+menu = portal.generate_link(organization=acme.id).link
+status, page_html = http_get(menu)
+check("a link without an intent opens the menu", status == 200 and 'id="intent-dsync"' in page_html, status)
 fresh = portal.generate_link(organization=acme.id, intent="sso").link
 control("POST", "/_emulator/clock", {"advance_seconds": 301})
 status, page_html = http_get(fresh)

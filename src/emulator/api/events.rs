@@ -72,7 +72,10 @@ fn parse(query: Option<&str>) -> Result<EventQuery, ApiError> {
             }
             "organization_id" | "after" => {}
             "range_start" | "range_end" => {
-                let time = humantime::parse_rfc3339(&value).ok();
+                let time = value
+                    .ends_with('Z')
+                    .then(|| humantime::parse_rfc3339(&value).ok())
+                    .flatten();
                 if time.is_none() {
                     errors.push(field_error(
                         &key,

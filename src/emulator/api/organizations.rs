@@ -13,7 +13,7 @@ use super::{
 use crate::emulator::{
     Shared, events,
     setup::ops,
-    state::{DomainState, Organization},
+    state::{Domain, DomainState, Organization, Store},
     wire::{ApiError, JsonObject, json_response},
 };
 
@@ -147,10 +147,10 @@ pub(crate) async fn update_organization(
 /// The domain events of an update that replaced `previous` with `current`: new domains are
 /// created, domains that became verified are verified, dropped domains are deleted.
 fn announce_domain_changes(
-    store: &mut crate::emulator::state::Store,
+    store: &mut Store,
     organization_id: &str,
-    previous: &[crate::emulator::state::Domain],
-    current: &[crate::emulator::state::Domain],
+    previous: &[Domain],
+    current: &[Domain],
 ) {
     for domain in current {
         match previous.iter().find(|d| d.id == domain.id) {

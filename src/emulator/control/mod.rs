@@ -21,7 +21,8 @@ use super::{
 
 pub(crate) type ControlResult = Result<Response, ApiError>;
 
-/// `POST /_emulator/reset` `{"seed": 42}`: forgets every organization, link, fault and count.
+/// `POST /_emulator/reset` `{"seed": 42}`: forgets every organization, link, setup object, event,
+/// fault and count.
 /// With a seed, ids, tokens and fault probabilities are reproducible.
 pub(crate) async fn reset(
     State(shared): State<Shared>,
@@ -251,7 +252,7 @@ pub(crate) async fn clear_requests(State(shared): State<Shared>) -> Response {
 }
 
 /// `POST /_emulator/clock` `{"advance_seconds": 301}`: moves the emulator's clock forward, so
-/// link expiry can be tested without waiting.
+/// link expiry and event retention can be tested without waiting.
 pub(crate) async fn advance_clock(
     State(shared): State<Shared>,
     JsonObject(body): JsonObject,
