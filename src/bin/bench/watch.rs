@@ -43,24 +43,26 @@ async fn control(
     let response = target
         .http
         .post(format!("{}/_emulator{path}", target.emulator_url))
-        .json(&body)
+        .header("content-type", "application/json")
+        .body(body.to_string())
         .timeout(Duration::from_secs(10))
         .send()
         .await?
         .error_for_status()?;
-    Ok(response.json().await?)
+    Ok(serde_json::from_slice(&response.bytes().await?)?)
 }
 
 async fn counts(target: &Target<'_>) -> anyhow::Result<(u64, u64)> {
-    let body: serde_json::Value = target
+    let bytes = target
         .http
         .get(format!("{}/_emulator/requests", target.emulator_url))
         .timeout(Duration::from_secs(10))
         .send()
         .await?
         .error_for_status()?
-        .json()
+        .bytes()
         .await?;
+    let body: serde_json::Value = serde_json::from_slice(&bytes)?;
     Ok((
         body["counts"]["GET /events"].as_u64().unwrap_or(0),
         body["total"].as_u64().unwrap_or(0),
@@ -68,17 +70,19 @@ async fn counts(target: &Target<'_>) -> anyhow::Result<(u64, u64)> {
 }
 
 async fn organization(target: &Target<'_>, name: &str) -> anyhow::Result<String> {
-    let body: serde_json::Value = target
+    let bytes = target
         .http
         .post(format!("{}/organizations", target.emulator_url))
         .bearer_auth(super::KEY)
-        .json(&serde_json::json!({"name": name}))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"name": name}).to_string())
         .timeout(Duration::from_secs(10))
         .send()
         .await?
         .error_for_status()?
-        .json()
+        .bytes()
         .await?;
+    let body: serde_json::Value = serde_json::from_slice(&bytes)?;
     body["id"]
         .as_str()
         .map(str::to_owned)
