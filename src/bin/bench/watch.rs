@@ -29,6 +29,8 @@ struct Phase {
     workos_per_minute: f64,
     p50: Duration,
     p99: Duration,
+    /// How long after an event's first delivery its last one went out: the fan-out's own cost.
+    spread_p99: Duration,
     rss: u64,
 }
 
@@ -209,6 +211,26 @@ async fn phase(
         })
         .collect();
     latencies.sort();
+    let mut spreads: Vec<Duration> = sent
+        .iter()
+        .filter_map(|(id, _)| {
+            let times = arrivals
+                .iter()
+                .filter(|(seen, _)| seen == id)
+                .map(|(_, at)| *at);
+            let (first, last) = times.fold(
+                (None, None),
+                |(lo, hi): (Option<Instant>, Option<Instant>), t| {
+                    (
+                        Some(lo.map_or(t, |l| l.min(t))),
+                        Some(hi.map_or(t, |h| h.max(t))),
+                    )
+                },
+            );
+            Some(last?.saturating_duration_since(first?))
+        })
+        .collect();
+    spreads.sort();
     let per_minute = |n: u64| n as f64 * 60.0 / elapsed.as_secs_f64();
     Ok(Phase {
         watchers: total,
@@ -218,6 +240,7 @@ async fn phase(
         workos_per_minute: per_minute(total_after - total_before),
         p50: super::percentile(&latencies, 0.50),
         p99: super::percentile(&latencies, 0.99),
+        spread_p99: super::percentile(&spreads, 0.99),
         rss,
     })
 }
@@ -246,19 +269,20 @@ pub(crate) async fn fanout(target: Target<'_>, hot: usize, seconds: u64) -> anyh
         "setup watch fan-out ({seconds} s per phase, 2 events/s on the watched organization, 1/s elsewhere)"
     ));
     say(&format!(
-        "{:>9} | {:>7} | {:>10} | {:>18} | {:>18} | {:>9} | {:>9} | {:>9}",
+        "{:>9} | {:>7} | {:>10} | {:>18} | {:>18} | {:>9} | {:>9} | {:>12} | {:>9}",
         "watchers",
         "events",
         "deliveries",
         "GET /events /min",
         "WorkOS calls /min",
-        "p50",
-        "p99",
+        "p50 ms",
+        "p99 ms",
+        "spread p99 ms",
         "RSS MiB"
     ));
     for p in [&one, &many] {
         say(&format!(
-            "{:>9} | {:>7} | {:>10} | {:>18.1} | {:>18.1} | {:>9} | {:>9} | {:>9.1}",
+            "{:>9} | {:>7} | {:>10} | {:>18.1} | {:>18.1} | {:>9} | {:>9} | {:>12} | {:>9.1}",
             p.watchers,
             p.events,
             p.deliveries,
@@ -266,6 +290,7 @@ pub(crate) async fn fanout(target: Target<'_>, hot: usize, seconds: u64) -> anyh
             p.workos_per_minute,
             super::ms(p.p50),
             super::ms(p.p99),
+            super::ms(p.spread_p99),
             p.rss as f64 / (1024.0 * 1024.0)
         ));
     }

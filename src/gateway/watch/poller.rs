@@ -86,8 +86,10 @@ impl Gateway {
                 () = tokio::time::sleep(wait) => {}
             }
             if !had_events {
-                // Quiet: back off, up to the longest wait.
-                wait = (wait * 2).min(settings.poll_max_interval);
+                // Quiet: back off by one interval per empty page, up to the longest wait. Adding
+                // rather than doubling keeps events that come every second or so from waiting
+                // behind a long backoff, while a quiet minute still costs few calls.
+                wait = (wait + settings.poll_interval).min(settings.poll_max_interval);
             }
         }
     }
