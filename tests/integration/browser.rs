@@ -112,6 +112,25 @@ impl Driver {
             )
             .await;
         self.session = Some(session["sessionId"].as_str().expect("session").to_owned());
+        // A click that submits a form may return before the next page is there: finding an
+        // element waits for it (up to 5 s) instead of failing at once.
+        self.send(
+            reqwest::Method::POST,
+            &self.session_path("/timeouts"),
+            Some(json!({"implicit": 5000})),
+        )
+        .await;
+    }
+
+    /// Waits (polling, up to 5 s) until the browser is at a URL starting with `prefix`.
+    async fn wait_for_url(&self, prefix: &str) -> bool {
+        for _ in 0..100 {
+            if self.current_url().await.starts_with(prefix) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 
     fn session_path(&self, path: &str) -> String {
@@ -265,8 +284,12 @@ async fn an_admin_sets_up_sso_in_a_real_browser_and_the_watch_sees_it() {
         .await;
     browser.click("#submit").await;
     browser.click("#test-sign-in").await;
+    let arrived = browser.wait_for_url(&success_url).await;
+    if !arrived {
+        browser.screenshot("sso-unexpected").await;
+    }
     assert!(
-        browser.current_url().await.starts_with(&success_url),
+        arrived,
         "lands on the success URL, not {}",
         browser.current_url().await
     );
