@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/adminportal/v1/portal.proto",
         "proto/adminportal/v1/access.proto",
         "proto/adminportal/v1/setup.proto",
+        "proto/adminportal/v1/invitation.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;

@@ -6,6 +6,7 @@
 
 use std::{collections::BTreeMap, fmt, time::SystemTime};
 
+pub mod invitation;
 pub mod setup;
 
 /// WorkOS's documented metadata limits.

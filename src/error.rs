@@ -147,6 +147,16 @@ pub enum Error {
     /// The call's audit record could not be written, so its result is withheld.
     #[error("the audit record could not be written")]
     AuditUnavailable,
+    /// The target is not in a state the call applies to (an invitation is already active).
+    #[error("{description}")]
+    FailedPrecondition {
+        /// ErrorInfo reason, such as `INVITATION_ALREADY_ACTIVE`.
+        reason: &'static str,
+        /// What the precondition is about, such as `organization/org_...`.
+        subject: String,
+        /// For the caller: which rule and how to proceed.
+        description: String,
+    },
     /// The caller holds as many WatchSetup streams as its rule allows.
     #[error("the caller already holds {limit} setup watches")]
     TooManyWatchers {
@@ -230,6 +240,7 @@ impl Error {
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::Overloaded => "OVERLOADED",
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            Self::FailedPrecondition { reason, .. } => reason,
             Self::TooManyWatchers { .. } => "WATCHERS_EXHAUSTED",
             Self::WatchFellBehind => "WATCH_FELL_BEHIND",
             Self::ShuttingDown => "SHUTTING_DOWN",
@@ -272,6 +283,8 @@ impl Error {
 pub fn not_found_reason(resource_type: &'static str) -> &'static str {
     match resource_type {
         "organization" => "ORGANIZATION_NOT_FOUND",
+        "it_contact" => "IT_CONTACT_NOT_FOUND",
+        "invitation" => "INVITATION_NOT_FOUND",
         _ => "NOT_FOUND",
     }
 }

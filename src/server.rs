@@ -32,6 +32,7 @@ use crate::{
     grpc,
     proto::{
         self, access_service_server::AccessServiceServer,
+        invitation_service_server::InvitationServiceServer,
         organization_service_server::OrganizationServiceServer,
         portal_service_server::PortalServiceServer, setup_service_server::SetupServiceServer,
     },
@@ -136,10 +137,11 @@ const UNFINISHED_REQUEST_SLACK: Duration = Duration::from_secs(1);
 
 /// The fully qualified names of the gateway's own services, as health checks name them.
 /// The services that need WorkOS and the audit trail come first.
-pub const SERVICE_NAMES: [&str; 4] = [
+pub const SERVICE_NAMES: [&str; 5] = [
     "adminportal.v1.OrganizationService",
     "adminportal.v1.PortalService",
     "adminportal.v1.SetupService",
+    "adminportal.v1.InvitationService",
     "adminportal.v1.AccessService",
 ];
 
@@ -222,6 +224,9 @@ pub async fn serve_with_admin(
         .await;
     health
         .set_serving::<SetupServiceServer<grpc::SetupService>>()
+        .await;
+    health
+        .set_serving::<InvitationServiceServer<grpc::InvitationService>>()
         .await;
     health
         .set_serving::<AccessServiceServer<grpc::AccessService>>()
@@ -334,6 +339,9 @@ pub async fn serve_with_admin(
         .add_service(SetupServiceServer::new(grpc::SetupService::new(
             envelope.clone(),
         )))
+        .add_service(InvitationServiceServer::new(grpc::InvitationService::new(
+            envelope.clone(),
+        )))
         .add_service(AccessServiceServer::new(grpc::AccessService::new(envelope)))
         .serve_with_incoming_shutdown(
             PausingOnExhaustion::new(TcpIncoming::from(listener).with_nodelay(Some(true))),
@@ -419,7 +427,7 @@ async fn report_health(
             } else {
                 ServingStatus::Serving
             };
-            for name in &SERVICE_NAMES[..3] {
+            for name in &SERVICE_NAMES[..4] {
                 health.set_service_status(*name, status).await;
             }
             reported = state;

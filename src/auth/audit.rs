@@ -198,6 +198,18 @@ pub struct AuditRecord {
     pub peer: Option<String>,
     /// `sha256:` + the first 16 hex digits of the minted link's SHA-256.
     pub link_fingerprint: Option<String>,
+    /// The invitee's e-mail domain (IT contacts and invitations), never the address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invitee_domain: Option<String>,
+    /// `sha256:` + 16 hex digits of the invitee's lower-cased address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invitee_fingerprint: Option<String>,
+    /// An invitation's intents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invitation_intents: Option<Vec<&'static str>>,
+    /// Whether an active invitation was revoked to send this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_active: Option<bool>,
     /// For a summary record: how many calls it stands for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
@@ -274,6 +286,18 @@ impl AuditEntry {
         self.record.external_user_id = external_user_id.map(str::to_owned);
         self.record.return_origin = return_origin;
         self.record.success_origin = success_origin;
+    }
+
+    /// The invitee, as its domain and a fingerprint of the address.
+    pub fn invitee(&mut self, domain: String, fingerprint: String) {
+        self.record.invitee_domain = Some(domain);
+        self.record.invitee_fingerprint = Some(fingerprint);
+    }
+
+    /// An invitation's intents, and whether it replaced an active one.
+    pub fn invitation(&mut self, intents: Vec<&'static str>, replaced_active: Option<bool>) {
+        self.record.invitation_intents = Some(intents);
+        self.record.replaced_active = replaced_active;
     }
 
     /// The minted link, kept only as a fingerprint.

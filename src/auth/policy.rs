@@ -36,11 +36,21 @@ pub enum Rpc {
     GetSetupStatus,
     /// `SetupService.WatchSetup`
     WatchSetup,
+    /// `InvitationService.ListItContacts`
+    ListItContacts,
+    /// `InvitationService.AddItContact`
+    AddItContact,
+    /// `InvitationService.RemoveItContact`
+    RemoveItContact,
+    /// `InvitationService.InviteItContact`
+    InviteItContact,
+    /// `InvitationService.RevokeInvitation`
+    RevokeInvitation,
 }
 
 impl Rpc {
     /// Every RPC.
-    pub const ALL: [Rpc; 12] = [
+    pub const ALL: [Rpc; 17] = [
         Rpc::CreateOrganization,
         Rpc::GetOrganization,
         Rpc::ListOrganizations,
@@ -53,6 +63,11 @@ impl Rpc {
         Rpc::CheckAccess,
         Rpc::GetSetupStatus,
         Rpc::WatchSetup,
+        Rpc::ListItContacts,
+        Rpc::AddItContact,
+        Rpc::RemoveItContact,
+        Rpc::InviteItContact,
+        Rpc::RevokeInvitation,
     ];
 
     /// The method name, as written in policies.
@@ -70,6 +85,11 @@ impl Rpc {
             Self::CheckAccess => "CheckAccess",
             Self::GetSetupStatus => "GetSetupStatus",
             Self::WatchSetup => "WatchSetup",
+            Self::ListItContacts => "ListItContacts",
+            Self::AddItContact => "AddItContact",
+            Self::RemoveItContact => "RemoveItContact",
+            Self::InviteItContact => "InviteItContact",
+            Self::RevokeInvitation => "RevokeInvitation",
         }
     }
 
@@ -90,6 +110,10 @@ impl Rpc {
                 | Self::EnsureOrganization
                 | Self::GenerateLink
                 | Self::RevokeLinks
+                | Self::AddItContact
+                | Self::RemoveItContact
+                | Self::InviteItContact
+                | Self::RevokeInvitation
         )
     }
 }
@@ -232,6 +256,38 @@ pub struct Rule {
     pub requests_per_minute: Option<u32>,
     /// How many WatchSetup streams the caller may hold open at once.
     pub max_watchers: u32,
+    /// Whom the caller may add as an IT contact or invite; nobody by default.
+    pub invite_email_domains: InviteDomains,
+}
+
+/// Whom a rule lets its caller invite, by the invitee's e-mail domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InviteDomains {
+    /// `"organization"`: one of the organization's verified domains, read at invite time.
+    pub organization: bool,
+    /// Explicit domains and `*.` subdomain patterns.
+    pub patterns: Vec<crate::domain::invitation::DomainPattern>,
+    /// `"*"`: any domain (development only).
+    pub any: bool,
+}
+
+impl InviteDomains {
+    /// Whether the rule lets its caller invite anyone at all.
+    pub fn allows_anyone(&self) -> bool {
+        self.organization || self.any || !self.patterns.is_empty()
+    }
+}
+
+/// The policy's answer on an invitee's domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InviteeVerdict {
+    /// Allowed.
+    Allowed,
+    /// Allowed only if the domain is one of the organization's verified domains, which the
+    /// caller must read and ask again with.
+    NeedsOrganizationDomains,
+    /// Refused.
+    Denied(Decision),
 }
 
 /// Concurrent WatchSetup streams per caller when a rule sets no `max_watchers`.
@@ -302,6 +358,12 @@ pub enum Denial {
         /// `return_url` or `success_url`.
         field: &'static str,
     },
+    /// The rule lets its caller invite nobody.
+    InviteDomainsNotConfigured,
+    /// The invitee's domain matches none of the rule's patterns.
+    InviteeDomainNotAllowed,
+    /// The invitee's domain is not a verified domain of the organization.
+    InviteeDomainNotVerified,
 }
 
 impl Denial {
@@ -314,6 +376,9 @@ impl Denial {
             Self::IntentNotAllowed => "INTENT_NOT_ALLOWED",
             Self::OrganizationNotAllowed => "ORGANIZATION_NOT_ALLOWED",
             Self::ReturnUrlNotAllowed { .. } => "RETURN_URL_NOT_ALLOWED",
+            Self::InviteDomainsNotConfigured => "INVITE_DOMAINS_NOT_CONFIGURED",
+            Self::InviteeDomainNotAllowed => "INVITEE_DOMAIN_NOT_ALLOWED",
+            Self::InviteeDomainNotVerified => "INVITEE_DOMAIN_NOT_VERIFIED",
         }
     }
 }
@@ -476,6 +541,64 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Decides whether `identity` may invite (or add as a contact) an address at `domain`, a
+    /// canonical domain. `verified` is the organization's verified domains once read: the
+    /// patterns are decided first, so the organization is read only when they do not decide.
+    /// Refusals never name the organization's domains.
+    pub fn authorize_invitee(
+        &self,
+        identity: &str,
+        domain: &str,
+        verified: Option<&[String]>,
+    ) -> InviteeVerdict {
+        let Some(rule) = self.rule_for(identity) else {
+            return InviteeVerdict::Denied(deny(
+                None,
+                Denial::UnknownCaller,
+                format!("no policy rule names the identity {identity:?}"),
+            ));
+        };
+        let allowed = &rule.invite_email_domains;
+        if allowed.any || allowed.patterns.iter().any(|p| p.matches(domain)) {
+            return InviteeVerdict::Allowed;
+        }
+        let name = Some(rule.name.clone());
+        if !allowed.allows_anyone() {
+            return InviteeVerdict::Denied(deny(
+                name,
+                Denial::InviteDomainsNotConfigured,
+                format!(
+                    "rule {:?} lets its caller invite nobody: it sets no invite_email_domains",
+                    rule.name
+                ),
+            ));
+        }
+        if !allowed.organization {
+            return InviteeVerdict::Denied(deny(
+                name,
+                Denial::InviteeDomainNotAllowed,
+                format!(
+                    "rule {:?} does not allow inviting addresses at {domain}",
+                    rule.name
+                ),
+            ));
+        }
+        match verified {
+            None => InviteeVerdict::NeedsOrganizationDomains,
+            Some(verified) if verified.iter().any(|v| v == domain) => InviteeVerdict::Allowed,
+            Some(_) => InviteeVerdict::Denied(deny(
+                name,
+                Denial::InviteeDomainNotVerified,
+                format!(
+                    "rule {:?} allows inviting only addresses at the organization's verified domains, and {domain} is not one",
+                    rule.name
+                ),
+            )),
+        }
+    }
+}
+
 fn deny(rule: Option<String>, denial: Denial, explanation: String) -> Decision {
     Decision {
         rule,
@@ -504,6 +627,7 @@ mod tests {
             require_acting_user: true,
             requests_per_minute: None,
             max_watchers: crate::auth::policy::DEFAULT_MAX_WATCHERS,
+            invite_email_domains: Default::default(),
         }
     }
 

@@ -49,6 +49,7 @@ struct RawRule {
     require_acting_user: bool,
     requests_per_minute: Option<u32>,
     max_watchers: Option<u32>,
+    invite_email_domains: Option<Vec<String>>,
 }
 
 impl RawPolicy {
@@ -238,10 +239,47 @@ pub fn policy_from_raw(
             max_watchers: caller
                 .max_watchers
                 .unwrap_or(crate::auth::policy::DEFAULT_MAX_WATCHERS),
+            invite_email_domains: invite_domains(
+                problems,
+                &format!("{at}.invite_email_domains"),
+                caller.invite_email_domains.as_deref(),
+            ),
         });
         if caller.requests_per_minute == Some(0) {
             problems.push(format!("{at}.requests_per_minute: must be at least 1"));
         }
     }
     Policy { rules }
+}
+
+/// `invite_email_domains`: `"organization"`, `"*"`, or domains and `*.` patterns.
+fn invite_domains(
+    problems: &mut Problems,
+    at: &str,
+    entries: Option<&[String]>,
+) -> crate::auth::policy::InviteDomains {
+    let mut domains = crate::auth::policy::InviteDomains::default();
+    let Some(entries) = entries else {
+        return domains;
+    };
+    if entries.is_empty() {
+        problems.push(format!(
+            "{at}: list \"organization\", domains or \"*\"; leave it out to allow inviting nobody"
+        ));
+    }
+    for (i, entry) in entries.iter().enumerate() {
+        match entry.as_str() {
+            "organization" => domains.organization = true,
+            "*" => domains.any = true,
+            pattern => {
+                if let Some(pattern) = problems.check(
+                    &format!("{at}[{i}]"),
+                    crate::domain::invitation::DomainPattern::parse(pattern),
+                ) {
+                    domains.patterns.push(pattern);
+                }
+            }
+        }
+    }
+    domains
 }

@@ -194,6 +194,12 @@ impl Config {
                     requests_per_minute: None,
                     // Enough for a fan-out benchmark against `dev`.
                     max_watchers: 10_000,
+                    // Even in development, invitations go only to the organization's own
+                    // verified domains, so the rule that protects customers is the one seen.
+                    invite_email_domains: crate::auth::policy::InviteDomains {
+                        organization: true,
+                        ..Default::default()
+                    },
                 }],
             },
             policy_source: None,

@@ -7,6 +7,7 @@
 //! and out, and the WorkOS client (`crate::workos`) owns WorkOS's shapes.
 
 mod access;
+mod invitations;
 mod organizations;
 mod portal;
 mod scope;
@@ -22,6 +23,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
 pub use access::{AccessAnswer, AccessCheck};
+pub use invitations::Invited;
 pub use watch::{
     POLLER_CALLER, RawWatch, SnapshotReason, Update, Watch, WatchMessage, WatchObserve,
     WatchSettings,

@@ -63,6 +63,7 @@ fn rule(identity: &str, organizations: OrganizationScope) -> Rule {
         require_acting_user: false,
         requests_per_minute: None,
         max_watchers: crate::auth::policy::DEFAULT_MAX_WATCHERS,
+        invite_email_domains: Default::default(),
     }
 }
 

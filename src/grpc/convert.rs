@@ -530,8 +530,13 @@ fn optional_url(
     }
 }
 
+mod invitation;
 mod listing;
 mod setup;
 
+pub(crate) use invitation::{
+    add_it_contact, invite_it_contact, invited, it_contact, list_it_contacts, remove_it_contact,
+    revoke_invitation,
+};
 pub(crate) use listing::{list_query, list_response};
 pub(crate) use setup::{get_setup_status, setup_status, watch_message, watch_setup};

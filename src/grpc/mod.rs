@@ -8,6 +8,7 @@
 mod access;
 mod convert;
 mod envelope;
+mod invitation;
 mod organization;
 mod portal;
 mod setup;
@@ -15,6 +16,7 @@ mod status;
 
 pub use access::AccessService;
 pub use envelope::Envelope;
+pub use invitation::InvitationService;
 pub use organization::OrganizationService;
 pub use portal::PortalService;
 pub use setup::SetupService;

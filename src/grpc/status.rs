@@ -78,6 +78,14 @@ pub(crate) fn from_error(error: Error) -> Status {
                     .to_owned(),
             )
         }
+        Error::FailedPrecondition {
+            subject,
+            description,
+            reason,
+        } => {
+            details.add_precondition_failure_violation(reason, subject, description.clone());
+            (Code::FailedPrecondition, description)
+        }
         Error::TooManyWatchers { limit } => {
             details.add_quota_failure_violation(
                 "caller:setup_watches",

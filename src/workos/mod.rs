@@ -15,6 +15,7 @@
 
 mod breaker;
 mod cache;
+mod contacts;
 mod endpoints;
 mod error;
 pub mod quota;
