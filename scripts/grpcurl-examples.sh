@@ -27,10 +27,12 @@ for _ in $(seq 1 200); do
   sleep 0.05  # poll interval, bounded by the loop count
 done
 [[ -n "$address" ]] || { echo "portal-gateway did not report its address" >&2; exit 1; }
+emulator="$(sed -n 's|^WorkOS emulator listening on http://\([0-9.:]*\) .*|\1|p' "$work/stdout")"
+[[ -n "$emulator" ]] || { echo "portal-gateway did not report the emulator's address" >&2; exit 1; }
 
 # The examples block from the README, with the documented address replaced by the real one.
 sed -n '/<!-- grpcurl-examples:start -->/,/<!-- grpcurl-examples:end -->/p' "$root/README.md" \
-  | sed -e '/^<!--/d' -e '/^```/d' -e "s/127\.0\.0\.1:50051/$address/g" >"$work/examples.sh"
+  | sed -e '/^<!--/d' -e '/^```/d' -e "s/127\.0\.0\.1:50051/$address/g" -e "s/127\.0\.0\.1:4100/$emulator/g" >"$work/examples.sh"
 [[ -s "$work/examples.sh" ]] || { echo "no grpcurl examples found in README.md" >&2; exit 1; }
 
 cd "$work"
@@ -45,4 +47,5 @@ grep -q '"intent": "INTENT_SSO"' "$work/out" || { echo "GenerateLink did not ans
 grep -q 'Code: NotFound' "$work/out" || { echo "the deleted organization was still found" >&2; exit 1; }
 grep -q "SETUP_STATE_COMPLETE" "$work/out" || { echo "GetSetupStatus did not report the verified domain complete" >&2; exit 1; }
 grep -q "SNAPSHOT_REASON_INITIAL" "$work/out" || { echo "WatchSetup did not start with a snapshot" >&2; exit 1; }
+grep -q '"to":"it@acme.example"' "$work/out" || { echo "the invitation e-mail is not in the outbox" >&2; exit 1; }
 echo "README grpcurl examples: all passed against $address"

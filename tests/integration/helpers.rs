@@ -7,6 +7,7 @@ use portal_gateway::{
     Config, emulator,
     proto::{
         access_service_client::AccessServiceClient,
+        invitation_service_client::InvitationServiceClient,
         organization_service_client::OrganizationServiceClient,
         portal_service_client::PortalServiceClient, setup_service_client::SetupServiceClient,
     },
@@ -164,6 +165,7 @@ pub(crate) struct Clients {
     pub(crate) portal: PortalServiceClient<Authed>,
     pub(crate) access: AccessServiceClient<Authed>,
     pub(crate) setup: SetupServiceClient<Authed>,
+    pub(crate) invitations: InvitationServiceClient<Authed>,
 }
 
 impl Clients {
@@ -172,7 +174,8 @@ impl Clients {
             orgs: OrganizationServiceClient::with_interceptor(channel.clone(), credentials.clone()),
             portal: PortalServiceClient::with_interceptor(channel.clone(), credentials.clone()),
             access: AccessServiceClient::with_interceptor(channel.clone(), credentials.clone()),
-            setup: SetupServiceClient::with_interceptor(channel, credentials),
+            setup: SetupServiceClient::with_interceptor(channel.clone(), credentials.clone()),
+            invitations: InvitationServiceClient::with_interceptor(channel, credentials),
         }
     }
 }

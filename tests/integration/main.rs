@@ -8,6 +8,7 @@ mod emulator;
 mod emulator_setup;
 mod gateway;
 mod helpers;
+mod invitations;
 mod limits;
 mod observability;
 mod resilience;
