@@ -125,12 +125,16 @@ impl Organization {
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
     pub(crate) organization_id: String,
-    /// `None` for a link minted without an intent: its page offers every intent.
+    /// `None` for a link minted without an intent: its page offers a menu of intents.
     pub(crate) intent: Option<String>,
+    /// For a link without an intent, the intents its menu offers; `None` offers every intent.
+    pub(crate) menu: Option<Vec<&'static str>>,
     pub(crate) return_url: Option<String>,
     pub(crate) success_url: Option<String>,
     pub(crate) external_user_id: Option<String>,
     pub(crate) issued_at: SystemTime,
+    /// How long it works: [`LINK_LIFETIME`] for links minted through the API.
+    pub(crate) lifetime: Duration,
     pub(crate) revoked: bool,
 }
 
@@ -311,7 +315,8 @@ impl Store {
         }
     }
 
-    /// Stores a link and forgets links that expired long enough ago to matter to nobody.
+    /// Stores a link minted through the API ([`LINK_LIFETIME`]) and forgets links that expired
+    /// long enough ago to matter to nobody.
     pub(crate) fn insert_link(&mut self, token: String, link: Link) {
         let now = self.now();
         // Keep expired links for one more lifetime so an expired link reads as expired rather
