@@ -1,5 +1,6 @@
 //! A WorkOS-compatible HTTP server for development, CI and tests: Organizations, Organization
-//! Domains, the Admin Portal, and what a portal setup leaves behind (SSO connections,
+//! Domains, the Admin Portal, IT contacts with their e-mailed invitations (delivered to an
+//! outbox the control API shows), and what a portal setup leaves behind (SSO connections,
 //! directories, the audit log configuration and the Events API), with WorkOS's shapes, status
 //! codes and errors. The portal pages are a working stand-in for the hosted Admin Portal, and a
 //! control API under `/_emulator/` injects faults, reads request counts and performs any setup
@@ -11,6 +12,7 @@
 mod api;
 mod control;
 mod events;
+mod invites;
 mod portal;
 mod setup;
 mod state;
@@ -138,6 +140,22 @@ pub fn router(options: &Options, origin: String) -> Router {
             "/organizations/{id}/audit_log_configuration",
             get(api::get_audit_log_configuration),
         )
+        .route(
+            "/organizations/{id}/it_contacts",
+            get(api::list_it_contacts).post(api::create_it_contact),
+        )
+        .route(
+            "/organizations/{id}/it_contacts/{contact_id}",
+            delete(api::delete_it_contact),
+        )
+        .route(
+            "/organizations/{id}/it_contacts/{contact_id}/invite",
+            post(api::invite_it_contact),
+        )
+        .route(
+            "/organizations/{id}/it_contacts/{contact_id}/revoke",
+            post(api::revoke_it_contact),
+        )
         .route("/events", get(api::list_events))
         .route("/portal/generate_link", post(api::generate_link))
         .route("/portal/revoke_link", post(api::revoke_link))
@@ -157,6 +175,10 @@ pub fn router(options: &Options, origin: String) -> Router {
             get(control::requests).delete(control::clear_requests),
         )
         .route("/_emulator/clock", post(control::advance_clock))
+        .route(
+            "/_emulator/outbox",
+            get(control::outbox).delete(control::clear_outbox),
+        )
         .route(
             "/_emulator/organizations/{id}/setup",
             post(control::setup::setup),

@@ -1,5 +1,5 @@
-//! The emulator's in-memory WorkOS: organizations, their domains, portal links, idempotency
-//! records, injected faults and request counts.
+//! The emulator's in-memory WorkOS: organizations, their domains, portal links, IT contacts and
+//! their invitations, idempotency records, injected faults and request counts.
 //!
 //! One `std::sync::Mutex` guards it: no critical section awaits, so a blocking mutex is both
 //! correct and faster than an async one. Every mutation validates first and applies after, so a
@@ -16,6 +16,7 @@ use ulid::Ulid;
 
 use super::{
     events::EventLog,
+    invites::Invites,
     setup::{AuditConfig, Connection, Directory},
 };
 
@@ -125,12 +126,17 @@ impl Organization {
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
     pub(crate) organization_id: String,
-    /// `None` for a link minted without an intent: its page offers every intent.
+    /// `None` for a link minted without an intent: its page offers a menu of intents.
     pub(crate) intent: Option<String>,
+    /// For a link without an intent, the intents its menu offers; `None` offers every intent.
+    pub(crate) menu: Option<Vec<&'static str>>,
     pub(crate) return_url: Option<String>,
     pub(crate) success_url: Option<String>,
     pub(crate) external_user_id: Option<String>,
     pub(crate) issued_at: SystemTime,
+    /// How long it works: [`LINK_LIFETIME`] for links minted through the API, longer for the
+    /// links invitations e-mail.
+    pub(crate) lifetime: Duration,
     pub(crate) revoked: bool,
 }
 
@@ -207,6 +213,8 @@ pub(crate) struct Store {
     pub(crate) audit_configs: HashMap<String, AuditConfig>,
     /// The key provider of each organization's verified customer-managed key.
     pub(crate) byok_keys: HashMap<String, String>,
+    /// IT contacts, the invitations sent to them and the outbox those went through.
+    pub(crate) invites: Invites,
     /// What the Events API lists.
     pub(crate) events: EventLog,
     pub(crate) idempotency: HashMap<String, IdempotentAnswer>,
@@ -231,6 +239,7 @@ impl Store {
             directories: BTreeMap::new(),
             audit_configs: HashMap::new(),
             byok_keys: HashMap::new(),
+            invites: Invites::default(),
             events: EventLog::default(),
             idempotency: HashMap::new(),
             faults: Vec::new(),
@@ -311,7 +320,9 @@ impl Store {
         }
     }
 
-    /// Stores a link and forgets links that expired long enough ago to matter to nobody.
+    /// Stores a link minted through the API ([`LINK_LIFETIME`]) and forgets links that expired
+    /// long enough ago to matter to nobody. Invitation links live longer and are kept in
+    /// `links` without this bookkeeping: they go when their organization does, or on reset.
     pub(crate) fn insert_link(&mut self, token: String, link: Link) {
         let now = self.now();
         // Keep expired links for one more lifetime so an expired link reads as expired rather

@@ -1,12 +1,12 @@
-//! The WorkOS REST routes the emulator implements: Organizations, Organization Domains and the
-//! Admin Portal. Shapes, status codes and error bodies follow the WorkOS API as the official
+//! The WorkOS REST routes the emulator implements: Organizations, Organization Domains, IT
+//! contacts and the Admin Portal. Shapes, status codes and error bodies follow the WorkOS API as the official
 //! SDKs expect it; where WorkOS's behaviour is unconfirmed the choice is written next to the code.
 
 use std::collections::HashSet;
 
 use axum::{
     http::{HeaderMap, StatusCode},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value};
 
@@ -15,6 +15,7 @@ mod connections;
 mod directories;
 mod domains;
 mod events;
+mod it_contacts;
 mod listing;
 mod organizations;
 mod portal;
@@ -24,6 +25,9 @@ pub(crate) use connections::{delete_connection, get_connection, list_connections
 pub(crate) use directories::{delete_directory, get_directory, list_directories};
 pub(crate) use domains::{create_domain, delete_domain, get_domain, verify_domain};
 pub(crate) use events::list_events;
+pub(crate) use it_contacts::{
+    create_it_contact, delete_it_contact, invite_it_contact, list_it_contacts, revoke_it_contact,
+};
 pub(crate) use organizations::{
     create_organization, delete_organization, get_organization, get_organization_by_external_id,
     list_organizations, update_organization,
@@ -323,7 +327,7 @@ pub(crate) fn check_seed_conflicts(
 
 /// Runs a POST under WorkOS's idempotency rules: the same key and body replay the first answer;
 /// the same key with a different body is a 400. The whole check-run-remember sequence holds the
-/// lock, so two concurrent requests with one key cannot both run.
+/// lock, so two concurrent requests with one key cannot both run. A 204 answers no body.
 fn idempotent(
     shared: &Shared,
     headers: &HeaderMap,
@@ -339,13 +343,13 @@ fn idempotent(
     let mut store = shared.store();
     let Some(key) = key else {
         let (status, value) = run(&mut store)?;
-        return Ok(json_response(status, &value));
+        return Ok(respond(status, &value));
     };
     let request = Value::Object(body.clone());
     if let Some(answer) = store.idempotent_answer(&key) {
         if answer.route == route && answer.request == request {
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-            return Ok(json_response(status, &answer.response));
+            return Ok(respond(status, &answer.response));
         }
         return Err(ApiError::coded(
             StatusCode::BAD_REQUEST,
@@ -368,5 +372,13 @@ fn idempotent(
             stored_at,
         },
     );
-    Ok(json_response(status, &value))
+    Ok(respond(status, &value))
+}
+
+fn respond(status: StatusCode, body: &Value) -> Response {
+    if status == StatusCode::NO_CONTENT {
+        status.into_response()
+    } else {
+        json_response(status, body)
+    }
 }

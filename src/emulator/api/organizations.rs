@@ -197,6 +197,7 @@ pub(crate) async fn delete_organization(
         store.by_external_id.remove(external_id);
     }
     ops::delete_organization_setup(&mut store, &organization);
+    store.forget_organization_invites(&id);
     // WorkOS answers 202 "Accepted"; every SDK ignores the body. An empty JSON object keeps the
     // content type honest for clients that parse every body.
     Ok(json_response(StatusCode::ACCEPTED, &json!({})))

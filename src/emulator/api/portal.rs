@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{ApiResult, idempotent};
 use crate::emulator::{
     Shared,
-    state::Link,
+    state::{LINK_LIFETIME, Link},
     wire::{ApiError, Fields, JsonObject, looks_like_email, looks_like_url},
 };
 
@@ -121,10 +121,12 @@ pub(crate) async fn generate_link(
                 Link {
                     organization_id: organization,
                     intent,
+                    menu: None,
                     return_url,
                     success_url,
                     external_user_id,
                     issued_at,
+                    lifetime: LINK_LIFETIME,
                     revoked: false,
                 },
             );
@@ -161,8 +163,9 @@ pub(crate) async fn revoke_link(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Whether a link's five minutes are over.
+/// Whether a link's time is over: five minutes for a link minted here, longer for an
+/// invitation's.
 pub(crate) fn expired(link: &Link, now: SystemTime) -> bool {
     now.duration_since(link.issued_at)
-        .is_ok_and(|age| age >= crate::emulator::state::LINK_LIFETIME)
+        .is_ok_and(|age| age >= link.lifetime)
 }

@@ -1,5 +1,5 @@
-//! The control API under `/_emulator/`: faults by route, reset, seed, clock, request counts, and
-//! setup steps by intent ([`setup`]). It is for tests and demos, needs no API key, and is never
+//! The control API under `/_emulator/`: faults by route, reset, seed, clock, request counts, the
+//! outbox of e-mailed invitations, and setup steps by intent ([`setup`]). It is for tests and demos, needs no API key, and is never
 //! counted or faulted itself.
 
 pub(crate) mod setup;
@@ -21,8 +21,8 @@ use super::{
 
 pub(crate) type ControlResult = Result<Response, ApiError>;
 
-/// `POST /_emulator/reset` `{"seed": 42}`: forgets every organization, link, setup object, event,
-/// fault and count.
+/// `POST /_emulator/reset` `{"seed": 42}`: forgets every organization, link, setup object, IT
+/// contact, invitation, outbox message, event, fault and count.
 /// With a seed, ids, tokens and fault probabilities are reproducible.
 pub(crate) async fn reset(
     State(shared): State<Shared>,
@@ -286,4 +286,18 @@ pub(crate) async fn advance_clock(
         StatusCode::OK,
         &json!({ "offset_seconds": offset }),
     ))
+}
+
+/// `GET /_emulator/outbox`: every invitation e-mailed since the last reset or clearing, oldest
+/// first: `{"messages": [{"to", "subject", "link", "intents", "organization_id", "contact_id",
+/// "sent_at", "expires_at", "revoked"}]}`. `intents` are the invitation's own names
+/// (`directory_sync`); `revoked` is true once the invitation was revoked or its contact removed.
+pub(crate) async fn outbox(State(shared): State<Shared>) -> Response {
+    json_response(StatusCode::OK, &shared.store().outbox_json())
+}
+
+/// `DELETE /_emulator/outbox`: forgets the messages. The invitations stay, links and all.
+pub(crate) async fn clear_outbox(State(shared): State<Shared>) -> Response {
+    shared.store().invites.outbox.clear();
+    json_response(StatusCode::OK, &json!({ "messages": [] }))
 }

@@ -1,7 +1,8 @@
 //! The emulator's stand-in for the hosted Admin Portal: the pages a minted link opens. Each
 //! intent has a working flow made of plain server-rendered forms (no JavaScript) that change the
 //! emulator's state and emit the events WorkOS would, then send the admin on to the link's
-//! success URL. A link minted without an intent opens a menu of the seven flows.
+//! success URL. A link minted without an intent opens a menu of the seven flows; an e-mailed
+//! invitation naming several intents opens a menu of those alone.
 //!
 //! Every page and every form submission checks the link again: unknown (404), revoked or
 //! expired (410), each with a page that says which. Forms carry the link's secret in a hidden
@@ -34,7 +35,7 @@ use super::{
     Shared,
     api::{INTENTS, expired},
     setup::ops,
-    state::{Link, Store},
+    state::{LINK_LIFETIME, Link, Store},
 };
 
 /// The fields of a query string or a submitted form; the first value of each name wins.
@@ -87,11 +88,19 @@ impl Session {
             );
         }
         if expired(link, store.now()) {
-            return refuse(
+            let rule = if link.lifetime == LINK_LIFETIME {
+                "links work for five minutes".to_owned()
+            } else {
+                format!(
+                    "invitation links work for {} days",
+                    link.lifetime.as_secs() / 86_400
+                )
+            };
+            return Err(Box::new(page(
                 StatusCode::GONE,
                 "Link expired",
-                "<p>This Admin Portal link has expired: links work for five minutes.</p>",
-            );
+                &format!("<p>This Admin Portal link has expired: {rule}.</p>"),
+            )));
         }
         if !store.organizations.contains_key(&link.organization_id) {
             return refuse(
@@ -111,7 +120,17 @@ impl Session {
     pub(crate) fn intent<'a>(&'a self, chosen: Option<&'a str>) -> Option<&'a str> {
         match &self.link.intent {
             Some(intent) => Some(intent),
-            None => chosen.filter(|c| INTENTS.contains(c)),
+            None => chosen.filter(|c| self.offers(c)),
+        }
+    }
+
+    /// Whether this link may run `intent`: its own intent, or one its menu offers (every
+    /// intent, unless an invitation limited the menu to the intents it named).
+    pub(crate) fn offers(&self, intent: &str) -> bool {
+        match (&self.link.intent, &self.link.menu) {
+            (Some(own), _) => own == intent,
+            (None, Some(menu)) => menu.contains(&intent),
+            (None, None) => INTENTS.contains(&intent),
         }
     }
 

@@ -22,10 +22,14 @@ const TITLES: [(&str, &str); 7] = [
     ("bring_your_own_key", "Bring your own encryption key"),
 ];
 
-/// The menu an intent-less link opens: one link per intent, each to that intent's flow.
+/// The menu an intent-less link opens: one link per intent it offers, each to that intent's
+/// flow.
 pub(super) fn menu(session: &Session) -> String {
     let mut html = String::from("<nav id=\"intents\">\n");
     for (intent, title) in TITLES {
+        if !session.offers(intent) {
+            continue;
+        }
         let _ = writeln!(
             html,
             "<a id=\"intent-{intent}\" href=\"{}\">{title}</a>",
