@@ -457,7 +457,7 @@ async fn deleting_a_contact_revokes_its_invitation_and_its_links() {
         None,
     )
     .await;
-    assert_eq!(ids(&list), [bob.clone()]);
+    assert_eq!(ids(&list), [bob.as_str()]);
     assert_eq!(
         send(
             &emulator,
