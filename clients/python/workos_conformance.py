@@ -15,6 +15,7 @@ import urllib.request
 from datetime import datetime, timezone
 
 from workos import WorkOSClient
+from workos.common.models import InviteItContactIntents
 from workos.organizations.models import OrganizationDomainData
 from workos._errors import (
     AuthenticationError,
@@ -277,6 +278,54 @@ status, page_html = http_get(fresh)
 check("link expires after five minutes", status == 410 and "expired" in page_html, status)
 status, _ = http_get(BASE + "/portal/launch?secret=nope")
 check("unknown link is not found", status == 404, status)
+
+# IT contacts and their e-mailed invitations; the outbox shows what was sent.
+control("DELETE", "/_emulator/outbox")
+ada = orgs.create_it_contact(acme.id, email="ada@acme.example")
+check("create_it_contact", ada.object == "it_contact" and ada.email == "ada@acme.example"
+      and ada.id.startswith("it_contact_") and ada.created_at.tzinfo is not None, ada)
+bob = orgs.create_it_contact(acme.id, email="bob@acme.example")
+contacts = orgs.list_it_contacts(acme.id)
+check("list_it_contacts, newest first", [c.id for c in contacts.data] == [bob.id, ada.id]
+      and contacts.list_metadata.after is None, contacts)
+error = raises("a known address conflicts", ConflictError,
+               lambda: orgs.create_it_contact(acme.id, email="ADA@acme.example"))
+check("it_contact_already_exists", error is not None and error.code == "it_contact_already_exists",
+      getattr(error, "code", None))
+raises("a bad address is unprocessable", UnprocessableEntityError,
+       lambda: orgs.create_it_contact(acme.id, email="ada"))
+raises("contacts of an unknown org are not found", NotFoundError,
+       lambda: orgs.list_it_contacts("org_01AAAAAAAAAAAAAAAAAAAAAAAA"))
+sent = orgs.invite_it_contact(acme.id, ada.id, intents=["sso", "directory_sync"])
+check("invite_it_contact returns nothing", sent is None, sent)
+messages = control("GET", "/_emulator/outbox")["messages"]
+check("the invitation is in the outbox", len(messages) == 1 and messages[0]["to"] == "ada@acme.example"
+      and messages[0]["intents"] == ["sso", "directory_sync"] and not messages[0]["revoked"], messages)
+invitation = messages[0]["link"]
+status, page_html = http_get(invitation)
+check("the invitation opens a menu of its intents", status == 200 and 'id="intent-dsync"' in page_html
+      and 'id="intent-log_streams"' not in page_html, status)
+error = raises("a second invitation conflicts", ConflictError,
+               lambda: orgs.invite_it_contact(acme.id, bob.id, intents=["log_streams"]))
+check("it_contact_invitation_already_active",
+      error is not None and error.code == "it_contact_invitation_already_active", getattr(error, "code", None))
+raises("an unknown intent is unprocessable", UnprocessableEntityError,
+       lambda: orgs.invite_it_contact(acme.id, bob.id, intents=["dsync"]))
+raises("revoking without an invitation is not found", NotFoundError,
+       lambda: orgs.revoke_it_contact(acme.id, bob.id))
+check("revoke_it_contact returns nothing", orgs.revoke_it_contact(acme.id, ada.id) is None)
+status, _ = http_get(invitation)
+check("a revoked invitation stops working", status == 410, status)
+orgs.invite_it_contact(acme.id, bob.id, intents=[InviteItContactIntents.LOG_STREAMS])
+invitation = control("GET", "/_emulator/outbox")["messages"][-1]["link"]
+status, page_html = http_get(invitation)
+check("invited again, for one intent", status == 200 and 'id="log-stream-form"' in page_html, status)
+check("delete_it_contact returns nothing", orgs.delete_it_contact(acme.id, bob.id) is None)
+status, _ = http_get(invitation)
+check("removing the contact revokes its invitation", status == 410, status)
+check("the outbox says so", control("GET", "/_emulator/outbox")["messages"][-1]["revoked"] is True)
+check("the contact is gone", [c.id for c in orgs.list_it_contacts(acme.id).data] == [ada.id])
+raises("a removed contact is not found", NotFoundError, lambda: orgs.delete_it_contact(acme.id, bob.id))
 
 # Typed errors.
 raises("unknown org link is not found", NotFoundError,

@@ -5,6 +5,7 @@ mod browser;
 mod buf;
 mod clients;
 mod emulator;
+mod emulator_invites;
 mod emulator_setup;
 mod gateway;
 mod helpers;
