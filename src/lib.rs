@@ -15,6 +15,7 @@
 //! - [`emulator`] is an independent WorkOS emulator for development and tests.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod emulator;

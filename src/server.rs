@@ -126,6 +126,9 @@ pub enum ServeError {
     /// The audit sink could not be opened.
     #[error("cannot open the audit sink")]
     Audit(#[source] std::io::Error),
+    /// The Redis URL could not be used (never for Redis being down: that is a fallback).
+    #[error("cannot set up the cluster's Redis client: {0}")]
+    Cluster(String),
 }
 
 /// Concurrent streams one HTTP/2 connection may hold (advertised in SETTINGS).
@@ -185,13 +188,47 @@ pub async fn serve_with_admin(
     }
     let policy = PolicyStore::new(config.policy.clone());
     let auditor = Auditor::open(&config.audit).map_err(ServeError::Audit)?;
-    let gateway = Gateway::connect(
+    let cluster = match &config.cluster {
+        None => None,
+        Some(settings) => Some(
+            crate::cluster::Cluster::new(
+                settings.clone(),
+                config.workos.quota.clone(),
+                Arc::new(crate::telemetry::ClusterReport::new(
+                    metrics.clone(),
+                    readiness.clone(),
+                )),
+            )
+            // A redis error names the URL's problem, not the URL.
+            .map_err(|e| ServeError::Cluster(format!("{:?}", e.kind())))?,
+        ),
+    };
+    let gateway = Gateway::connect_clustered(
         &config.workos,
         metrics.clone(),
         config.portal.clone(),
         policy.clone(),
+        cluster.as_ref().map(crate::cluster::Cluster::hooks),
     )?
     .with_watch(config.setup.clone(), metrics.clone());
+    let cluster_tasks = cluster.map(|cluster| {
+        let heartbeat = tokio::spawn({
+            let cluster = cluster.clone();
+            async move { cluster.run_heartbeat().await }
+        });
+        let invalidations = tokio::spawn({
+            let gateway = gateway.clone();
+            async move {
+                cluster
+                    .run_invalidations(|id| {
+                        let gateway = gateway.clone();
+                        async move { gateway.forget_changed_elsewhere(&id).await }
+                    })
+                    .await
+            }
+        });
+        [heartbeat, invalidations]
+    });
     let poller = tokio::spawn({
         let gateway = gateway.clone();
         async move { gateway.run_setup_poller().await }
@@ -366,6 +403,9 @@ pub async fn serve_with_admin(
     key_watch.abort();
     summaries.abort();
     poller.abort();
+    for task in cluster_tasks.into_iter().flatten() {
+        task.abort();
+    }
     final_summary.write_unauthenticated_summary();
     let _ = admin_stop.send(());
     tracing::info!("gateway stopped");

@@ -92,6 +92,9 @@ pub struct Metrics {
     setup_watchers: Gauge,
     setup_poller_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
     setup_polls: Family<ResultLabels, Counter>,
+    cluster_shared: Gauge,
+    cluster_replicas: Gauge,
+    cluster_invalidations: Counter,
 }
 
 impl Default for Metrics {
@@ -123,6 +126,24 @@ impl Metrics {
         let setup_watchers = Gauge::default();
         let setup_poller_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let setup_polls = Family::<ResultLabels, Counter>::default();
+        let cluster_shared = Gauge::default();
+        let cluster_replicas = Gauge::default();
+        let cluster_invalidations = Counter::default();
+        registry.register(
+            "cluster_shared_quota",
+            "1 while the WorkOS quota is shared with the other replicas over Redis, 0 while this replica enforces its local share",
+            cluster_shared.clone(),
+        );
+        registry.register(
+            "cluster_replicas",
+            "Live replicas as last heard from Redis",
+            cluster_replicas.clone(),
+        );
+        registry.register(
+            "cluster_invalidations",
+            "Organizations dropped from the cache because another replica changed them",
+            cluster_invalidations.clone(),
+        );
         registry.register(
             "setup_watchers",
             "Open WatchSetup streams",
@@ -215,6 +236,9 @@ impl Metrics {
             setup_watchers,
             setup_poller_lag,
             setup_polls,
+            cluster_shared,
+            cluster_replicas,
+            cluster_invalidations,
         }
     }
 
@@ -360,6 +384,40 @@ impl crate::gateway::WatchObserve for Metrics {
     }
 }
 
+/// The cluster reports to metrics and to `/healthz`.
+#[derive(Debug)]
+pub struct ClusterReport {
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+}
+
+impl ClusterReport {
+    /// Reports to both.
+    pub fn new(metrics: Arc<Metrics>, readiness: Readiness) -> Self {
+        metrics.cluster_shared.set(1);
+        metrics.cluster_replicas.set(1);
+        Self { metrics, readiness }
+    }
+}
+
+impl crate::cluster::ClusterObserve for ClusterReport {
+    fn shared(&self, shared: bool) {
+        self.metrics.cluster_shared.set(i64::from(shared));
+        self.readiness.local_quota.store(!shared, Ordering::SeqCst);
+    }
+
+    fn replicas(&self, replicas: u32) {
+        self.metrics.cluster_replicas.set(i64::from(replicas));
+        self.readiness
+            .replicas
+            .store(replicas, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn invalidated(&self) {
+        self.metrics.cluster_invalidations.inc();
+    }
+}
+
 /// Decrements the in-flight gauge when dropped.
 #[derive(Debug)]
 pub struct InFlight(Arc<Metrics>);
@@ -389,6 +447,9 @@ pub struct Readiness {
     draining: Arc<AtomicBool>,
     key_rejected: Arc<AtomicBool>,
     audit_failing: Arc<AtomicBool>,
+    /// Redis cannot be reached: this replica enforces its local share.
+    local_quota: Arc<AtomicBool>,
+    replicas: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Readiness {
@@ -449,19 +510,28 @@ async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
 /// refuses writes.
 async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
     if state.readiness.draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned())
     } else if state.readiness.key_rejected.load(Ordering::SeqCst) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "WorkOS rejects the gateway's API key\n",
+            "WorkOS rejects the gateway's API key\n".to_owned(),
         )
     } else if state.readiness.audit_failing.load(Ordering::SeqCst) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "the audit sink refuses writes\n",
+            "the audit sink refuses writes\n".to_owned(),
+        )
+    } else if state.readiness.local_quota.load(Ordering::SeqCst) {
+        // Still serving: Redis being down costs precision, not availability.
+        let replicas = state.readiness.replicas.load(Ordering::SeqCst).max(1);
+        (
+            StatusCode::OK,
+            format!(
+                "ok; Redis cannot be reached: this replica enforces 1/{replicas} of the WorkOS limits locally\n"
+            ),
         )
     } else {
-        (StatusCode::OK, "ok\n")
+        (StatusCode::OK, "ok\n".to_owned())
     }
 }
 

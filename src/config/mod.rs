@@ -52,6 +52,8 @@ pub struct Config {
     pub portal: PortalSettings,
     /// The setup events poller and its watchers.
     pub setup: WatchSettings,
+    /// Shared state with other replicas, when configured.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
     /// Server behaviour.
     pub server: ServerSettings,
     /// How callers prove who they are.
@@ -94,6 +96,8 @@ struct RawConfig {
     portal: RawPortal,
     #[serde(default)]
     setup: RawWatch,
+    #[serde(default)]
+    cluster: crate::cluster::RawCluster,
     #[serde(default)]
     server: RawServer,
     #[serde(default)]
@@ -170,6 +174,7 @@ impl Config {
                 poll_max_interval: Duration::from_secs(2),
                 ..WatchSettings::default()
             },
+            cluster: None,
             // Nothing balances load in front of `dev`: stop at once on Ctrl-C.
             server: ServerSettings {
                 drain_delay: Duration::ZERO,
@@ -236,6 +241,7 @@ impl Config {
         let loopback = raw.portal.allow_http_loopback();
         let portal = raw.portal.validate(&mut problems);
         let setup = raw.setup.validate(&mut problems);
+        let cluster = raw.cluster.validate(&mut problems);
         let auth = raw.auth.validate(raw.tls, &mut problems);
         let admin_listen = raw.admin.and_then(|admin| {
             problems.check(
@@ -290,6 +296,7 @@ impl Config {
                 workos,
                 portal,
                 setup,
+                cluster,
                 server,
                 auth,
                 policy,

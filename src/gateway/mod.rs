@@ -234,8 +234,24 @@ impl Gateway {
         portal: PortalSettings,
         policy: PolicyStore,
     ) -> Result<Self, workos::Error> {
-        let client = workos::Client::new(settings, observe)?;
+        Self::connect_clustered(settings, observe, portal, policy, None)
+    }
+
+    /// Like [`Gateway::connect`], as one of several replicas sharing `cluster`.
+    pub fn connect_clustered(
+        settings: &workos::Settings,
+        observe: Arc<dyn workos::Observe>,
+        portal: PortalSettings,
+        policy: PolicyStore,
+        cluster: Option<workos::ClusterHooks>,
+    ) -> Result<Self, workos::Error> {
+        let client = workos::Client::clustered(settings, observe, cluster)?;
         Ok(Self::new(client, portal, policy))
+    }
+
+    /// Drops an organization another replica changed from this replica's cache.
+    pub async fn forget_changed_elsewhere(&self, organization_id: &str) {
+        self.workos.forget_changed_elsewhere(organization_id).await;
     }
 
     /// Watches whether WorkOS rejects the gateway's key, for health reporting.

@@ -251,6 +251,7 @@ impl Client {
         let organization = decode::<wire::OrganizationWire>(&answer)?.into_domain()?;
         self.inner.cache.forget(id.as_str()).await;
         self.inner.cache.store(&organization).await;
+        self.announce_change(id.as_str());
         Ok(organization)
     }
 
@@ -265,6 +266,7 @@ impl Client {
         self.inner.cache.forget(id.as_str()).await;
         let result = self.send(call, &DELETE_ORGANIZATION, url, None, None).await;
         self.inner.cache.forget(id.as_str()).await;
+        self.announce_change(id.as_str());
         result.map(drop)
     }
 

@@ -156,11 +156,42 @@ struct Inner {
     urls: Urls,
     cache: cache::OrganizationCache,
     observe: Arc<dyn Observe>,
+    changes: Option<Arc<dyn ChangeFeed>>,
+}
+
+/// Hears of every change this replica makes to an organization (to tell the other replicas).
+pub trait ChangeFeed: Send + Sync + fmt::Debug {
+    /// `organization_id` was updated or deleted.
+    fn organization_changed(&self, organization_id: &str);
+}
+
+/// What the client shares with other replicas.
+#[derive(Debug, Clone)]
+pub struct ClusterHooks {
+    /// The quota held together.
+    pub quota: Arc<dyn quota::SharedQuota>,
+    /// Where changes are announced.
+    pub changes: Arc<dyn ChangeFeed>,
 }
 
 impl Client {
     /// Builds the client. Fails only if the TLS stack, the proxy or the backoff cannot be set up.
     pub fn new(settings: &Settings, observe: Arc<dyn Observe>) -> Result<Self, Error> {
+        Self::clustered(settings, observe, None)
+    }
+
+    /// Builds the client as one of several replicas: `settings.quota` is then the limit of all
+    /// of them together, held in `cluster.quota`, and changes to organizations are announced to
+    /// `cluster.changes` so the other replicas drop them from their caches.
+    pub fn clustered(
+        settings: &Settings,
+        observe: Arc<dyn Observe>,
+        cluster: Option<ClusterHooks>,
+    ) -> Result<Self, Error> {
+        let (shared_quota, changes) = match cluster {
+            Some(hooks) => (Some(hooks.quota), Some(hooks.changes)),
+            None => (None, None),
+        };
         let transport = transport::Transport::new(settings, observe.clone())?;
         let key_rejected = transport.key_rejected();
         let retry = retry::RetryPolicy::new(&settings.retry, observe.clone()).map_err(|error| {
@@ -174,6 +205,7 @@ impl Client {
             .layer(tower::retry::RetryLayer::new(retry))
             .layer(quota::QuotaLayer::new(
                 quota::Quota::new(settings.quota.clone()),
+                shared_quota,
                 observe.clone(),
             ))
             .service(transport);
@@ -188,6 +220,7 @@ impl Client {
                     settings.cache_max_entries,
                 ),
                 observe,
+                changes,
             }),
         })
     }
@@ -200,6 +233,18 @@ impl Client {
     /// The circuit state of each route family, for health and metrics.
     pub fn breaker_states(&self) -> [(&'static str, BreakerState); 3] {
         self.inner.breakers.states()
+    }
+
+    /// Drops an organization another replica changed from this replica's cache.
+    pub async fn forget_changed_elsewhere(&self, organization_id: &str) {
+        self.inner.cache.forget(organization_id).await;
+    }
+
+    /// Tells the other replicas an organization changed.
+    fn announce_change(&self, organization_id: &str) {
+        if let Some(changes) = &self.inner.changes {
+            changes.organization_changed(organization_id);
+        }
     }
 
     /// Sends one request through the stack under `call`, noting WorkOS's request id.

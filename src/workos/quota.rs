@@ -31,6 +31,10 @@ use super::{
     transport::{Answer, Exchange, Pending},
 };
 
+mod shared;
+
+pub use shared::{SharedQuota, SharedVerdict};
+
 /// Which limit was reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QuotaScope {
@@ -302,17 +306,25 @@ impl Quota {
     }
 }
 
-/// Puts the [`Quota`] in front of every attempt.
+/// Puts the [`Quota`] in front of every attempt: the shared quota when the gateway runs with
+/// other replicas (and the local share while it cannot be reached), else the local one.
 #[derive(Debug, Clone)]
 pub(super) struct QuotaLayer {
     quota: Arc<Quota>,
+    shared: Option<(Arc<dyn SharedQuota>, Arc<shared::LocalShare>)>,
     observe: Arc<dyn Observe>,
 }
 
 impl QuotaLayer {
-    pub(super) fn new(quota: Quota, observe: Arc<dyn Observe>) -> Self {
+    pub(super) fn new(
+        quota: Quota,
+        shared: Option<Arc<dyn SharedQuota>>,
+        observe: Arc<dyn Observe>,
+    ) -> Self {
+        let local = Arc::new(shared::LocalShare::new(quota.settings.clone()));
         Self {
             quota: Arc::new(quota),
+            shared: shared.map(|shared| (shared, local)),
             observe,
         }
     }
@@ -338,7 +350,10 @@ pub(super) struct QuotaService<S> {
 
 impl<S> tower::Service<Exchange> for QuotaService<S>
 where
-    S: tower::Service<Exchange, Response = Answer, Error = Error, Future = Pending<Answer>>,
+    S: tower::Service<Exchange, Response = Answer, Error = Error, Future = Pending<Answer>>
+        + Clone
+        + Send
+        + 'static,
 {
     type Response = Answer;
     type Error = Error;
@@ -349,18 +364,50 @@ where
     }
 
     fn call(&mut self, exchange: Exchange) -> Self::Future {
-        let call = &exchange.call;
-        match self
-            .layer
-            .quota
-            .acquire(&call.caller, call.caller_per_minute, exchange.route.delete)
-        {
-            Ok(()) => self.inner.call(exchange),
-            Err(refused) => {
-                self.layer.observe.quota_refused(refused.scope.label());
-                Box::pin(std::future::ready(Err(Error::Quota(refused))))
+        let Some((shared, local)) = self.layer.shared.clone() else {
+            let call = &exchange.call;
+            let verdict = self.layer.quota.acquire(
+                &call.caller,
+                call.caller_per_minute,
+                exchange.route.delete,
+            );
+            return match verdict {
+                Ok(()) => self.inner.call(exchange),
+                Err(refused) => self.refuse(refused),
+            };
+        };
+        // The inner service was made ready for this call: take it, and leave a clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let observe = self.layer.observe.clone();
+        Box::pin(async move {
+            let call = &exchange.call;
+            let (caller, per_minute, delete) = (
+                call.caller.clone(),
+                call.caller_per_minute,
+                exchange.route.delete,
+            );
+            let verdict = match shared.acquire(caller.clone(), per_minute, delete).await {
+                Some(verdict) => verdict,
+                None => local
+                    .for_replicas(shared.replicas())
+                    .acquire(&caller, per_minute, delete),
+            };
+            match verdict {
+                Ok(()) => inner.call(exchange).await,
+                Err(refused) => {
+                    observe.quota_refused(refused.scope.label());
+                    Err(Error::Quota(refused))
+                }
             }
-        }
+        })
+    }
+}
+
+impl<S> QuotaService<S> {
+    fn refuse(&self, refused: QuotaExceeded) -> Pending<Answer> {
+        self.layer.observe.quota_refused(refused.scope.label());
+        Box::pin(std::future::ready(Err(Error::Quota(refused))))
     }
 }
 
