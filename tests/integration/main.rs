@@ -4,6 +4,7 @@
 mod browser;
 mod buf;
 mod clients;
+mod cluster;
 mod emulator;
 mod emulator_invites;
 mod emulator_setup;
