@@ -69,6 +69,11 @@ struct ResultLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScopeLabels {
     scope: &'static str,
 }
@@ -92,6 +97,7 @@ pub struct Metrics {
     setup_watchers: Gauge,
     setup_poller_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
     setup_polls: Family<ResultLabels, Counter>,
+    setup_watch_ends: Family<ReasonLabels, Counter>,
     cluster_shared: Gauge,
     cluster_replicas: Gauge,
     cluster_invalidations: Counter,
@@ -126,6 +132,12 @@ impl Metrics {
         let setup_watchers = Gauge::default();
         let setup_poller_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let setup_polls = Family::<ResultLabels, Counter>::default();
+        let setup_watch_ends = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "setup_watch_ends",
+            "WatchSetup streams that ended with an error, by reason",
+            setup_watch_ends.clone(),
+        );
         let cluster_shared = Gauge::default();
         let cluster_replicas = Gauge::default();
         let cluster_invalidations = Counter::default();
@@ -236,6 +248,7 @@ impl Metrics {
             setup_watchers,
             setup_poller_lag,
             setup_polls,
+            setup_watch_ends,
             cluster_shared,
             cluster_replicas,
             cluster_invalidations,
@@ -380,6 +393,12 @@ impl crate::gateway::WatchObserve for Metrics {
     fn poll(&self, outcome: &'static str) {
         self.setup_polls
             .get_or_create(&ResultLabels { result: outcome })
+            .inc();
+    }
+
+    fn ended(&self, reason: &'static str) {
+        self.setup_watch_ends
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 }

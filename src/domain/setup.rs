@@ -476,6 +476,15 @@ pub enum Position {
 pub struct BadCursor;
 
 impl Position {
+    /// From now, to the millisecond (what a cursor holds, so the gateway knows its own).
+    pub fn since_now() -> Self {
+        let millis = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        Self::Since(SystemTime::UNIX_EPOCH + Duration::from_millis(millis as u64))
+    }
+
     /// The opaque cursor handed to watchers.
     pub fn encode(&self) -> String {
         match self {

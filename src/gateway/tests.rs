@@ -362,3 +362,39 @@ async fn a_link_for_another_external_user_than_the_acting_one_records_both() {
     assert_eq!(record.acting_user.as_deref(), Some("alice"));
     assert_eq!(record.external_user_id.as_deref(), Some("it-admin-42"));
 }
+
+#[tokio::test]
+async fn a_watch_ends_when_a_policy_reload_takes_the_callers_rights_away() {
+    let h = harness(vec![
+        rule("watcher", OrganizationScope::All),
+        rule("admin", OrganizationScope::All),
+    ])
+    .await;
+    let organization = h.create("admin", "watched", "create-watched").await;
+    let mut call = h.call("watcher", Rpc::WatchSetup, None);
+    let mut watch = h
+        .gateway
+        .watch_setup(
+            &mut call,
+            OrganizationRef::Id(organization.id.clone()),
+            vec![Intent::Sso],
+            None,
+        )
+        .await
+        .expect("watch opens");
+    assert!(matches!(
+        watch.next().await,
+        Ok(WatchMessage::Snapshot { .. })
+    ));
+    // The reload keeps the admin and drops the watcher.
+    h.gateway.policy.replace(Policy {
+        rules: vec![rule("admin", OrganizationScope::All)],
+    });
+    let ended = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the watch notices within its recheck interval");
+    match ended {
+        Err(error) => assert_eq!(error.reason(), "UNKNOWN_CALLER"),
+        Ok(message) => panic!("a revoked caller still received {message:?}"),
+    }
+}

@@ -198,6 +198,7 @@ pub(super) struct BreakerLayer {
     organizations: Arc<Breaker>,
     portal: Arc<Breaker>,
     setup: Arc<Breaker>,
+    events: Arc<Breaker>,
     observe: Arc<dyn Observe>,
 }
 
@@ -207,6 +208,7 @@ impl BreakerLayer {
             organizations: Arc::new(Breaker::new(settings.clone(), Family::Organizations)),
             portal: Arc::new(Breaker::new(settings.clone(), Family::Portal)),
             setup: Arc::new(Breaker::new(settings.clone(), Family::Setup)),
+            events: Arc::new(Breaker::new(settings.clone(), Family::Events)),
             observe,
         }
     }
@@ -216,15 +218,17 @@ impl BreakerLayer {
             Family::Organizations => &self.organizations,
             Family::Portal => &self.portal,
             Family::Setup => &self.setup,
+            Family::Events => &self.events,
         }
     }
 
     /// Each family's circuit, for health and metrics.
-    pub(super) fn states(&self) -> [(&'static str, BreakerState); 3] {
+    pub(super) fn states(&self) -> [(&'static str, BreakerState); 4] {
         [
             (Family::Organizations.name(), self.organizations.state()),
             (Family::Portal.name(), self.portal.state()),
             (Family::Setup.name(), self.setup.state()),
+            (Family::Events.name(), self.events.state()),
         ]
     }
 }

@@ -231,7 +231,7 @@ impl Client {
     }
 
     /// The circuit state of each route family, for health and metrics.
-    pub fn breaker_states(&self) -> [(&'static str, BreakerState); 3] {
+    pub fn breaker_states(&self) -> [(&'static str, BreakerState); 4] {
         self.inner.breakers.states()
     }
 

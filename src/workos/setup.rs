@@ -30,6 +30,7 @@ static AUDIT_LOG_CONFIGURATION: Route = Route::new(
     Family::Setup,
 );
 static LIST_EVENTS: Route = Route::new("GET /events", Family::Setup);
+static POLL_EVENTS: Route = Route::new("GET /events", Family::Events);
 
 /// Pages read at most for one organization's connections or directories: 1,000 objects, far
 /// more than an organization has; past it the answer is what was read.
@@ -293,13 +294,33 @@ impl Client {
         }
     }
 
-    /// One page of `GET /events`, oldest first. Names go comma-joined, as the official SDKs
-    /// send them. `range_start` is sent only for a time position, never with `after` (WorkOS
-    /// documents them as exclusive).
+    /// One page of `GET /events` for a status read.
     pub async fn list_events(
         &self,
         call: &mut Call,
         query: &EventQuery,
+    ) -> Result<EventPage, Error> {
+        self.events_page(call, query, &LIST_EVENTS).await
+    }
+
+    /// One page of `GET /events` for the events poller, on a breaker of its own.
+    pub async fn poll_events(
+        &self,
+        call: &mut Call,
+        query: &EventQuery,
+    ) -> Result<EventPage, Error> {
+        self.events_page(call, query, &POLL_EVENTS).await
+    }
+
+    /// One page of `GET /events`, oldest first. Names go comma-joined, as the official SDKs
+    /// send them. `range_start` is sent only for a time position, never with `after` (WorkOS
+    /// documents them as exclusive). Each event is read on its own: one that cannot be read is
+    /// skipped (the cursor still moves past it), never the whole page.
+    async fn events_page(
+        &self,
+        call: &mut Call,
+        query: &EventQuery,
+        route: &'static Route,
     ) -> Result<EventPage, Error> {
         let mut url = self.inner.urls.events.clone();
         {
@@ -317,14 +338,20 @@ impl Client {
                 ),
             };
         }
-        let answer = self.send(call, &LIST_EVENTS, url, None, None).await?;
-        let page: ListWire<EventWire> = decode(&answer)?;
+        let answer = self.send(call, route, url, None, None).await?;
+        let page: ListWire<Value> = decode(&answer)?;
         let len = page.data.len();
-        let last_id = page.data.last().map(|e| e.id.clone());
+        let last_id = page
+            .data
+            .iter()
+            .rev()
+            .find_map(|e| e.get("id").and_then(Value::as_str))
+            .map(str::to_owned);
         Ok(EventPage {
             events: page
                 .data
                 .into_iter()
+                .filter_map(|event| serde_json::from_value::<EventWire>(event).ok())
                 .filter_map(EventWire::into_setup_event)
                 .collect(),
             last_id,

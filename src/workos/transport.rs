@@ -36,6 +36,8 @@ pub(super) enum Family {
     Portal,
     /// Setup status reads: connections, directories, the audit log configuration, events.
     Setup,
+    /// The setup events poller's reads, apart, so an Events API outage leaves status reads be.
+    Events,
 }
 
 impl Family {
@@ -45,6 +47,7 @@ impl Family {
             Self::Organizations => "organizations",
             Self::Portal => "portal",
             Self::Setup => "setup",
+            Self::Events => "events",
         }
     }
 }

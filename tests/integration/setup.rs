@@ -636,3 +636,66 @@ async fn the_cursor_survives_a_restart_in_the_state_file() {
     );
     let _ = std::fs::remove_file(&state_file);
 }
+
+#[tokio::test]
+async fn the_gateways_own_snapshot_cursor_resumes_without_a_resync() {
+    let app = spawn_app().await;
+    let id = organization(&app, "initial", "initial.example").await;
+    let mut first = app
+        .setup
+        .clone()
+        .watch_setup(watch_request(&id, &[Intent::Sso], ""))
+        .await
+        .expect("watch")
+        .into_inner();
+    let snapshot = next(&mut first).await;
+    assert!(snapshot.cursor.starts_with("t1."), "{}", snapshot.cursor);
+    drop(first);
+    let mut resumed = app
+        .setup
+        .clone()
+        .watch_setup(watch_request(&id, &[Intent::Sso], &snapshot.cursor))
+        .await
+        .expect("resume")
+        .into_inner();
+    app.emulator
+        .setup(&id, json!({"intent": "sso", "action": "activate"}))
+        .await;
+    let message = next(&mut resumed).await;
+    assert_eq!(
+        message.snapshot_reason(),
+        SnapshotReason::Unspecified,
+        "resumed from its own cursor, not resynced"
+    );
+    assert_eq!(message.event.expect("event").name, "connection.activated");
+}
+
+#[tokio::test]
+async fn an_events_api_outage_leaves_status_reads_alone() {
+    let app = spawn_app().await;
+    let id = organization(&app, "outage", "outage.example").await;
+    app.emulator
+        .fault(json!({"route": "GET /events", "status": 503}))
+        .await;
+    // The watch's poller fails on every page...
+    let mut stream = app
+        .setup
+        .clone()
+        .watch_setup(watch_request(&id, &[Intent::Sso], ""))
+        .await
+        .expect("watch")
+        .into_inner();
+    next(&mut stream).await;
+    let polls = || app.emulator.count("GET /events");
+    wait_until(|| async { polls().await >= 8 }).await;
+    // ...and status reads that need no events go on, on their own breaker.
+    for _ in 0..5 {
+        let status = app
+            .setup
+            .clone()
+            .get_setup_status(status_request(&id, &[Intent::Sso]))
+            .await
+            .expect("status while the Events API fails");
+        assert_eq!(status.into_inner().status.expect("status").intents.len(), 1);
+    }
+}

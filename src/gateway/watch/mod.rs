@@ -17,10 +17,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use tokio::time::Instant;
+
 use tokio::sync::{broadcast, watch};
 
 use crate::{
-    auth::policy::{AccessRequest, Rpc},
+    auth::policy::{AccessRequest, Policy, Rpc},
     domain::{
         Intent, OrganizationId, OrganizationRef,
         setup::{IntentStatus, Position, SetupEvent, SetupStatus},
@@ -48,6 +50,8 @@ pub trait WatchObserve: Send + Sync + std::fmt::Debug {
     fn poller_lag(&self, _lag: Duration) {}
     /// One poll ended (`ok`, `empty` or `error`).
     fn poll(&self, _outcome: &'static str) {}
+    /// A watch ended with this ErrorInfo reason.
+    fn ended(&self, _reason: &'static str) {}
 }
 
 impl WatchObserve for () {}
@@ -146,7 +150,7 @@ impl Hub {
             .state_file
             .as_deref()
             .and_then(read_state_file)
-            .unwrap_or_else(|| Position::Since(SystemTime::now()));
+            .unwrap_or_else(Position::since_now);
         let (updates, _) = broadcast::channel(settings.buffer.max(1));
         Self {
             state: Mutex::new(HubState {
@@ -241,6 +245,14 @@ impl Hub {
         state.position = position;
     }
 
+    /// Starts over from `position`, forgetting the held events (the old position is unusable).
+    fn restart_from(&self, position: Position) {
+        let mut state = self.state();
+        state.history.clear();
+        state.floor = position.clone();
+        state.position = position;
+    }
+
     /// Ends every watch (shutdown).
     pub(super) fn close(&self) {
         self.closing.send_replace(true);
@@ -306,13 +318,44 @@ pub struct Watch {
     intents: Vec<Intent>,
     gateway: Gateway,
     caller: Arc<str>,
+    acting_user: Option<Arc<str>>,
+    /// The policy the watch was last authorized under: a reload that changes it is checked
+    /// again, and a caller whose rights were taken away loses the stream.
+    policy: Arc<Policy>,
+    /// States read on this watch's behalf, reused for a second (a replay of many events for one
+    /// intent reads it once).
+    statuses: HashMap<Intent, (IntentStatus, Instant)>,
+    /// For a watch that began with a snapshot: events recorded this long before it are already
+    /// in it, and are not sent.
+    skip_before: Option<SystemTime>,
     _registration: Registration,
 }
+
+/// How far before a snapshot's read events still reach a watch that began with it: WorkOS's
+/// clock and this gateway's may differ a little.
+const SNAPSHOT_OVERLAP: Duration = Duration::from_secs(5);
+
+/// How often an idle watch looks for a policy change.
+const RECHECK_EVERY: Duration = Duration::from_secs(2);
 
 impl Watch {
     /// The next message; an error ends the stream (the caller resumes from its last cursor).
     pub async fn next(&mut self) -> Result<WatchMessage, Error> {
+        let result = self.next_inner().await;
+        if let Err(error) = &result {
+            self.gateway.hub.observe.ended(error.reason());
+            if !matches!(error, Error::ShuttingDown) {
+                tracing::info!(caller = %self.caller, reason = error.reason(), "a setup watch ended");
+            }
+        }
+        result
+    }
+
+    async fn next_inner(&mut self) -> Result<WatchMessage, Error> {
+        let mut recheck = tokio::time::interval(RECHECK_EVERY);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.still_allowed().await?;
             if let Some(message) = self.pending.pop_front() {
                 return Ok(message);
             }
@@ -326,34 +369,110 @@ impl Watch {
                     }
                     Err(broadcast::error::RecvError::Closed) => return Err(Error::ShuttingDown),
                 },
+                _ = recheck.tick() => continue,
             };
-            if let Some(message) = self.message_for(update).await? {
-                return Ok(message);
+            if let Some(message) = self.message_for(update).await {
+                self.pending.push_back(message);
             }
         }
     }
 
+    /// Authorizes the watch again when the policy changed since it last was.
+    async fn still_allowed(&mut self) -> Result<(), Error> {
+        let current = self.gateway.policy.current();
+        if Arc::ptr_eq(&current, &self.policy) {
+            return Ok(());
+        }
+        self.policy = current.clone();
+        let request = |intent| AccessRequest {
+            intent,
+            acting_user: self.acting_user.as_deref(),
+            ..AccessRequest::new(Rpc::WatchSetup)
+        };
+        for intent in &self.intents {
+            current
+                .authorize(&self.caller, &request(Some(*intent)))
+                .into_result()?;
+        }
+        let mut upstream = self.gateway.own_call(&self.caller);
+        let organization = OrganizationRef::Id(self.organization_id.clone());
+        self.gateway
+            .authorize_organization(
+                &current,
+                &mut upstream,
+                &self.caller,
+                request(None),
+                &organization,
+            )
+            .await
+            .map(drop)
+    }
+
     /// The message an update makes for this watch, if it concerns it.
-    async fn message_for(&self, update: Arc<Update>) -> Result<Option<WatchMessage>, Error> {
+    async fn message_for(&mut self, update: Arc<Update>) -> Option<WatchMessage> {
         let event = &update.event;
         if event.organization_id.as_deref() != Some(self.organization_id.as_str())
             || !self.intents.contains(&event.intent)
+            || self
+                .skip_before
+                .is_some_and(|before| event.created_at < before)
         {
-            return Ok(None);
+            return None;
         }
         let status = match update.status {
             Some(status) => status,
             // Published before this organization had watchers: read its state now.
-            None => {
-                let mut upstream = self.gateway.own_call(&self.caller);
-                let read = self
-                    .gateway
-                    .read_setup(&mut upstream, &self.organization_id, &[event.intent])
-                    .await?;
-                read.intents[0]
-            }
+            None => self.status_of(event.intent).await,
         };
-        Ok(Some(WatchMessage::Event { update, status }))
+        Some(WatchMessage::Event { update, status })
+    }
+
+    /// An intent's state, read on this watch's behalf (reused for a second). A failed read is
+    /// an unknown state, not the end of the stream.
+    async fn status_of(&mut self, intent: Intent) -> IntentStatus {
+        if let Some((status, at)) = self.statuses.get(&intent)
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return *status;
+        }
+        let mut upstream = self.gateway.own_call(&self.caller);
+        let status = match self
+            .gateway
+            .read_setup(&mut upstream, &self.organization_id, &[intent])
+            .await
+        {
+            Ok(read) => read.intents[0],
+            Err(_) => unreadable(intent),
+        };
+        self.statuses.insert(intent, (status, Instant::now()));
+        status
+    }
+}
+
+/// The state of an intent whose WorkOS read failed.
+fn unreadable(intent: Intent) -> IntentStatus {
+    IntentStatus {
+        intent,
+        state: crate::domain::setup::SetupState::Unknown,
+        detail: "state_unavailable",
+    }
+}
+
+/// The error a watch waiting on another's snapshot read gets when that read failed.
+fn shared_failure(error: &Error) -> Option<Error> {
+    match error {
+        Error::Upstream(upstream) => Some(Error::Upstream(upstream.clone())),
+        Error::DeadlineExceeded => Some(Error::DeadlineExceeded),
+        Error::NotFound {
+            reason,
+            resource_type,
+            name,
+        } => Some(Error::NotFound {
+            reason,
+            resource_type,
+            name: name.clone(),
+        }),
+        _ => None,
     }
 }
 
@@ -410,6 +529,10 @@ impl Gateway {
                 opened
             }
         };
+        let skip_before = match pending.front() {
+            Some(WatchMessage::Snapshot { status, .. }) => Some(status.read_at - SNAPSHOT_OVERLAP),
+            _ => None,
+        };
         let mut watch = Watch {
             pending,
             receiver,
@@ -418,10 +541,14 @@ impl Gateway {
             intents,
             gateway: self.clone(),
             caller: Arc::from(call.caller.identity.as_str()),
+            acting_user: call.acting_user.clone(),
+            policy: call.policy.clone(),
+            statuses: HashMap::new(),
+            skip_before,
             _registration: registration,
         };
         for update in replay {
-            if let Some(message) = watch.message_for(update).await? {
+            if let Some(message) = watch.message_for(update).await {
                 watch.pending.push_back(message);
             }
         }
@@ -450,8 +577,11 @@ impl Gateway {
         upstream.join(own);
         match shared {
             Ok(shared) => Ok((shared.0.clone(), shared.1.clone())),
-            // The read that failed was this call's own, or one it waited on: either way the
-            // error is WorkOS's answer now. Read again as this caller to report it faithfully.
+            // The read that failed was this call's own, or one it waited on: WorkOS's answer
+            // now either way, shared rather than asked again by every waiter.
+            Err(error) if shared_failure(&error).is_some() => {
+                Err(shared_failure(&error).unwrap_or(Error::DeadlineExceeded))
+            }
             Err(_) => {
                 let position = self.hub.position();
                 let status = self.read_setup(upstream, organization_id, intents).await?;

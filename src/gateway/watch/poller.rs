@@ -27,6 +27,9 @@ impl Gateway {
         let mut closing = hub.closing.subscribe();
         let mut wait = settings.poll_interval;
         let mut failing = false;
+        // When a poll last succeeded, and when the failure was last logged.
+        let mut last_success = std::time::Instant::now();
+        let mut last_warning = std::time::Instant::now();
         loop {
             if *open.borrow() == 0 {
                 // Nobody watches: read nothing until someone does, then start quick.
@@ -35,6 +38,7 @@ impl Gateway {
                     _ = open.wait_for(|open| *open > 0) => {}
                 }
                 wait = settings.poll_interval;
+                last_success = std::time::Instant::now();
             }
             let query = EventQuery {
                 names: names.clone(),
@@ -43,7 +47,7 @@ impl Gateway {
                 limit: 100,
             };
             let mut upstream = self.own_call(POLLER_CALLER);
-            let page = self.workos.list_events(&mut upstream, &query).await;
+            let page = self.workos.poll_events(&mut upstream, &query).await;
             let (had_events, full) = match page {
                 Ok(page) if page.len == 0 => {
                     hub.observe.poll("empty");
@@ -58,8 +62,26 @@ impl Gateway {
                 }
                 Err(error) => {
                     hub.observe.poll("error");
-                    if !failing {
-                        tracing::warn!(error = %error, "the setup events poller could not read WorkOS's events; retrying with backoff");
+                    // Behind by as long as it has not read: the gauge must not say "caught up".
+                    hub.observe.poller_lag(last_success.elapsed());
+                    if matches!(
+                        &error,
+                        crate::workos::Error::Api {
+                            status: 400 | 404 | 422,
+                            ..
+                        }
+                    ) && matches!(query.from, Position::After(_))
+                    {
+                        // WorkOS refuses the cursor itself (a state file from another
+                        // environment, or an event past retention): start from now. Held events
+                        // are dropped, so watchers resuming get a RESYNC snapshot.
+                        tracing::warn!(error = %error, "WorkOS refused the setup poller's cursor; reading events from now on");
+                        hub.restart_from(Position::since_now());
+                        continue;
+                    }
+                    if !failing || last_warning.elapsed() > Duration::from_secs(60) {
+                        tracing::warn!(error = %error, behind = ?last_success.elapsed(), "the setup events poller could not read WorkOS's events; retrying with backoff");
+                        last_warning = std::time::Instant::now();
                     }
                     failing = true;
                     wait = (wait * 2).min(settings.poll_max_interval);
@@ -70,6 +92,7 @@ impl Gateway {
                     continue;
                 }
             };
+            last_success = std::time::Instant::now();
             if failing {
                 tracing::info!("the setup events poller reads WorkOS's events again");
                 failing = false;
@@ -121,11 +144,12 @@ impl Gateway {
             match intent {
                 // No REST state: the event itself is the signal, applied per event below.
                 Intent::CertificateRenewal | Intent::BringYourOwnKey => None,
-                _ => self
-                    .read_setup(&mut upstream, &id, &[*intent])
-                    .await
-                    .ok()
-                    .map(|status| status.intents[0]),
+                // A failed read is an unknown state for everyone, not a read by every watcher.
+                _ => Some(
+                    self.read_setup(&mut upstream, &id, &[*intent])
+                        .await
+                        .map_or_else(|_| super::unreadable(*intent), |status| status.intents[0]),
+                ),
             }
         }))
         .await;

@@ -62,6 +62,11 @@ impl RawWatch {
         if history > 1_000_000 {
             problems.push("setup.history: at most 1000000 events");
         }
+        if buffer < 100 {
+            problems.push(
+                "setup.buffer: at least 100 (a page of events is 100, and a watcher must hold one)",
+            );
+        }
         if buffer > 1_000_000 {
             problems.push("setup.buffer: at most 1000000 events");
         }

@@ -49,6 +49,10 @@ fn watch(gateway: &Gateway, caller: &str, from: &Position) -> Result<Watch, Erro
         intents: vec![Intent::Sso],
         gateway: gateway.clone(),
         caller: Arc::from(caller),
+        acting_user: None,
+        policy: gateway.policy.current(),
+        statuses: std::collections::HashMap::new(),
+        skip_before: None,
         _registration: registration,
     })
     .map(|mut watch| {
