@@ -211,6 +211,10 @@ pub async fn serve_with_admin(
         cluster.as_ref().map(crate::cluster::Cluster::hooks),
     )?
     .with_watch(config.setup.clone(), metrics.clone());
+    let gateway = match &cluster {
+        Some(cluster) => gateway.with_event_bus(cluster.events()),
+        None => gateway,
+    };
     let cluster_tasks = cluster.map(|cluster| {
         let heartbeat = tokio::spawn({
             let cluster = cluster.clone();

@@ -98,6 +98,7 @@ pub struct Metrics {
     setup_poller_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
     setup_polls: Family<ResultLabels, Counter>,
     setup_watch_ends: Family<ReasonLabels, Counter>,
+    setup_poller_leader: Gauge,
     cluster_shared: Gauge,
     cluster_replicas: Gauge,
     cluster_invalidations: Counter,
@@ -133,6 +134,12 @@ impl Metrics {
         let setup_poller_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let setup_polls = Family::<ResultLabels, Counter>::default();
         let setup_watch_ends = Family::<ReasonLabels, Counter>::default();
+        let setup_poller_leader = Gauge::default();
+        registry.register(
+            "setup_poller_leader",
+            "1 while this replica holds the cluster's setup events poller lease",
+            setup_poller_leader.clone(),
+        );
         registry.register(
             "setup_watch_ends",
             "WatchSetup streams that ended with an error, by reason",
@@ -249,6 +256,7 @@ impl Metrics {
             setup_poller_lag,
             setup_polls,
             setup_watch_ends,
+            setup_poller_leader,
             cluster_shared,
             cluster_replicas,
             cluster_invalidations,
@@ -394,6 +402,10 @@ impl crate::gateway::WatchObserve for Metrics {
         self.setup_polls
             .get_or_create(&ResultLabels { result: outcome })
             .inc();
+    }
+
+    fn leading(&self, leading: bool) {
+        self.setup_poller_leader.set(i64::from(leading));
     }
 
     fn ended(&self, reason: &'static str) {

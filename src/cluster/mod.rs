@@ -7,6 +7,7 @@
 //! number of live replicas), says so once in the log, in `/healthz` and in metrics, and goes back
 //! to the shared quota when Redis answers again. No call fails or waits because Redis is down.
 
+mod events;
 mod settings;
 
 use std::{
@@ -63,6 +64,8 @@ struct Inner {
     quota_script: redis::Script,
     heartbeat_script: redis::Script,
     observe: Arc<dyn ClusterObserve>,
+    /// The setup events reader's own connection (it blocks on the stream).
+    reader: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
 
 impl Cluster {
@@ -94,8 +97,14 @@ impl Cluster {
                 quota_script: redis::Script::new(include_str!("quota.lua")),
                 heartbeat_script: redis::Script::new(HEARTBEAT),
                 observe,
+                reader: tokio::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// The setup events bus the gateway's one poller writes and every replica reads.
+    pub fn events(&self) -> Arc<dyn crate::gateway::EventBus> {
+        Arc::new(self.clone())
     }
 
     /// The hooks the WorkOS client uses: the shared quota and the change feed.

@@ -22,6 +22,9 @@ pub struct ClusterSettings {
     pub heartbeat_every: Duration,
     /// After how long without a heartbeat a replica no longer counts.
     pub member_ttl: Duration,
+    /// How long the setup events poller's lease lasts unless renewed: how soon another replica
+    /// takes over when the poller's replica dies.
+    pub lease_ttl: Duration,
 }
 
 /// The `[cluster]` table, as written.
@@ -34,6 +37,7 @@ pub struct RawCluster {
     connect_timeout: Option<String>,
     heartbeat_every: Option<String>,
     member_ttl: Option<String>,
+    lease_ttl: Option<String>,
 }
 
 impl RawCluster {
@@ -59,6 +63,14 @@ impl RawCluster {
             self.member_ttl.as_deref(),
             Duration::from_secs(5),
         );
+        let lease_ttl = problems.duration(
+            "cluster.lease_ttl",
+            self.lease_ttl.as_deref(),
+            Duration::from_secs(3),
+        );
+        if lease_ttl < Duration::from_millis(300) {
+            problems.push("cluster.lease_ttl: at least 300ms");
+        }
         if member_ttl < heartbeat_every * 2 {
             problems.push("cluster.member_ttl: must be at least twice cluster.heartbeat_every");
         }
@@ -92,6 +104,7 @@ impl RawCluster {
             connect_timeout,
             heartbeat_every,
             member_ttl,
+            lease_ttl,
         })
     }
 }

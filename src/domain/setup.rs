@@ -424,6 +424,47 @@ pub struct SetupEvent {
 }
 
 impl SetupEvent {
+    /// The event as JSON, to pass between replicas.
+    pub fn to_json(&self) -> String {
+        let millis = self
+            .created_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "organization_id": self.organization_id,
+            "object_id": self.object_id,
+            "verified": self.verified,
+            "created_at_ms": millis,
+        })
+        .to_string()
+    }
+
+    /// Reads [`SetupEvent::to_json`]'s output; `None` for anything else.
+    pub fn from_json(text: &str) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        let name = value.get("name")?.as_str()?.to_owned();
+        Some(Self {
+            id: value.get("id")?.as_str()?.to_owned(),
+            intent: event_intent(&name)?,
+            name,
+            organization_id: value
+                .get("organization_id")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            object_id: value
+                .get("object_id")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            verified: value.get("verified").and_then(serde_json::Value::as_bool),
+            created_at: SystemTime::UNIX_EPOCH
+                + Duration::from_millis(value.get("created_at_ms")?.as_u64()?),
+        })
+    }
+
     /// What the event says by itself, for intents WorkOS has no REST state for.
     pub fn signal(&self) -> Signal {
         Signal {

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 pub use access::{AccessAnswer, AccessCheck};
 pub use invitations::Invited;
 pub use watch::{
-    POLLER_CALLER, RawWatch, SnapshotReason, Update, Watch, WatchMessage, WatchObserve,
+    EventBus, POLLER_CALLER, RawWatch, SnapshotReason, Update, Watch, WatchMessage, WatchObserve,
     WatchSettings,
 };
 
@@ -208,6 +208,8 @@ pub struct Gateway {
     portal: Arc<PortalSettings>,
     policy: PolicyStore,
     hub: Arc<watch::Hub>,
+    /// The setup events bus shared with other replicas, when there are any.
+    bus: Option<Arc<dyn EventBus>>,
 }
 
 impl Gateway {
@@ -218,7 +220,15 @@ impl Gateway {
             portal: Arc::new(portal),
             policy,
             hub: Arc::new(watch::Hub::new(WatchSettings::default(), Arc::new(()))),
+            bus: None,
         }
+    }
+
+    /// Shares the setup events poller with other replicas through `bus`: one of them polls, all
+    /// of them fan out.
+    pub fn with_event_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = Some(bus);
+        self
     }
 
     /// Runs setup watches with `settings`, reporting to `observe`.

@@ -21,13 +21,13 @@ use crate::helpers::{
 };
 
 /// A redis-server of its own on a free loopback port, stopped on drop.
-struct Redis {
+pub(crate) struct Redis {
     child: Option<Child>,
     port: u16,
 }
 
 impl Redis {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let status = Command::new(repo_root().join("scripts/ensure-redis.sh"))
             .status()
             .expect("run scripts/ensure-redis.sh");
@@ -42,7 +42,7 @@ impl Redis {
     }
 
     /// (Re)starts the server on the same port and waits until it answers.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
@@ -67,7 +67,7 @@ impl Redis {
             .is_ok()
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -92,19 +92,33 @@ async fn replica(
     quota: u32,
     burst: u32,
 ) -> (TestApp, SocketAddr) {
+    replica_with(
+        workos,
+        redis,
+        &format!("[workos.quota]\nrequests_per_minute = {quota}\nburst = {burst}\n"),
+    )
+    .await
+}
+
+/// One replica in front of the shared emulator with `extra` configuration (TOML tables), and
+/// its admin port.
+pub(crate) async fn replica_with(
+    workos: &TestEmulator,
+    redis: &Redis,
+    extra: &str,
+) -> (TestApp, SocketAddr) {
     let mut config = config_with_tokens(
         &workos.url,
         &[("a", "token-a"), ("b", "token-b"), ("c", "token-c")],
     );
+    config.push_str(extra);
     config.push_str(&format!(
         r#"
-[workos.quota]
-requests_per_minute = {quota}
-burst = {burst}
 [cluster]
 redis_url = "{}"
 heartbeat_every = "100ms"
 member_ttl = "500ms"
+lease_ttl = "1s"
 "#,
         redis.url()
     ));
@@ -117,7 +131,7 @@ member_ttl = "500ms"
     spawn_app_with_admin(TestEmulator::start().await, &config).await
 }
 
-async fn metric(admin: SocketAddr, name: &str) -> Option<f64> {
+pub(crate) async fn metric(admin: SocketAddr, name: &str) -> Option<f64> {
     let text = reqwest::get(format!("http://{admin}/metrics"))
         .await
         .ok()?

@@ -5,6 +5,7 @@ mod browser;
 mod buf;
 mod clients;
 mod cluster;
+mod cluster_watch;
 mod emulator;
 mod emulator_invites;
 mod emulator_setup;

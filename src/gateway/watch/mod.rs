@@ -31,8 +31,11 @@ use crate::{
     workos,
 };
 
+mod cluster;
 mod poller;
 mod settings;
+
+pub use cluster::EventBus;
 
 pub use settings::{RawWatch, WatchSettings};
 
@@ -52,6 +55,8 @@ pub trait WatchObserve: Send + Sync + std::fmt::Debug {
     fn poll(&self, _outcome: &'static str) {}
     /// A watch ended with this ErrorInfo reason.
     fn ended(&self, _reason: &'static str) {}
+    /// Whether this replica holds the cluster's setup poller lease.
+    fn leading(&self, _leading: bool) {}
 }
 
 impl WatchObserve for () {}

@@ -20,6 +20,13 @@ impl Gateway {
     /// Runs the events poller until the gateway closes the watches. It polls only while
     /// someone watches.
     pub async fn run_setup_poller(&self) {
+        if let Some(bus) = self.bus.clone() {
+            tokio::join!(
+                super::cluster::lead(self, bus.clone()),
+                super::cluster::follow(self, bus)
+            );
+            return;
+        }
         let hub = self.hub.clone();
         let settings = hub.settings.clone();
         let names: Vec<&'static str> = SETUP_EVENTS.iter().map(|(name, _)| *name).collect();
@@ -122,8 +129,27 @@ impl Gateway {
     async fn absorb(&self, page: setup::EventPage, settings: &WatchSettings) {
         let hub = &self.hub;
         let Some(last_id) = page.last_id else { return };
+        let newest = page.events.last().map(|e| e.created_at);
+        let updates = self.updates_for(page.events).await;
+        let position = Position::After(last_id);
+        hub.publish(updates, position.clone());
+        if let Some(newest) = newest {
+            hub.observe
+                .poller_lag(SystemTime::now().duration_since(newest).unwrap_or_default());
+        }
+        if let Some(path) = &settings.state_file
+            && let Err(error) = write_state_file(path, &position).await
+        {
+            tracing::warn!(path = %path.display(), error = %error, "could not save the setup watch cursor");
+        }
+    }
+
+    /// The events as updates, with the new state of each intent someone here watches, read
+    /// once per organization and intent.
+    pub(super) async fn updates_for(&self, events: Vec<setup::SetupEvent>) -> Vec<Arc<Update>> {
+        let hub = &self.hub;
         let mut states: HashMap<(String, Intent), Option<IntentStatus>> = HashMap::new();
-        for event in &page.events {
+        for event in &events {
             let Some(organization_id) = &event.organization_id else {
                 continue;
             };
@@ -156,9 +182,7 @@ impl Gateway {
         for (key, status) in reads.into_iter().zip(results) {
             states.insert(key, status);
         }
-        let newest = page.events.last().map(|e| e.created_at);
-        let updates = page
-            .events
+        events
             .into_iter()
             .map(|event| {
                 let status = match event.intent {
@@ -177,17 +201,6 @@ impl Gateway {
                     status,
                 })
             })
-            .collect();
-        let position = Position::After(last_id);
-        hub.publish(updates, position.clone());
-        if let Some(newest) = newest {
-            hub.observe
-                .poller_lag(SystemTime::now().duration_since(newest).unwrap_or_default());
-        }
-        if let Some(path) = &settings.state_file
-            && let Err(error) = write_state_file(path, &position).await
-        {
-            tracing::warn!(path = %path.display(), error = %error, "could not save the setup watch cursor");
-        }
+            .collect()
     }
 }
