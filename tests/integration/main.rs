@@ -13,6 +13,7 @@ mod gateway;
 mod helpers;
 mod invitations;
 mod limits;
+mod manifests;
 mod observability;
 mod resilience;
 mod security;
