@@ -315,6 +315,28 @@ async fn a_watch_sees_a_snapshot_then_each_event_with_the_new_state() {
         .await;
     let (state, _) = until_event(&mut stream, "vault.byok_key.verification_completed").await;
     assert_eq!(state, SetupState::Complete);
+    // Every intent with an event: directories and certificates too.
+    app.emulator
+        .setup(&id, json!({"intent": "dsync", "action": "activate"}))
+        .await;
+    let (state, _) = until_event(&mut stream, "dsync.activated").await;
+    assert_eq!(state, SetupState::Complete);
+    app.emulator
+        .setup(
+            &id,
+            json!({"intent": "certificate_renewal", "action": "renewal_required"}),
+        )
+        .await;
+    let (state, _) = until_event(&mut stream, "connection.saml_certificate_renewal_required").await;
+    assert_eq!(state, SetupState::NeedsAttention);
+    app.emulator
+        .setup(
+            &id,
+            json!({"intent": "certificate_renewal", "action": "renewed"}),
+        )
+        .await;
+    let (state, _) = until_event(&mut stream, "connection.saml_certificate_renewed").await;
+    assert_eq!(state, SetupState::Complete);
 }
 
 #[tokio::test]
