@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod cluster;
 mod processes;
 mod watch;
 
@@ -484,6 +485,13 @@ async fn run(options: Options) -> anyhow::Result<()> {
     rows.push(peak_row);
     let (_, _, peak_rss) = process_stats(pid(&rig.gateway)?)?;
     print_table(&rows, idle_rss, peak_rss, options.peak_streams);
+    if options
+        .only
+        .as_deref()
+        .is_none_or(|only| "replicas over Redis".contains(only))
+    {
+        cluster::cluster(&binary, &emulator_url, &rig.http, &rig.organization_id).await?;
+    }
     if options
         .only
         .as_deref()
