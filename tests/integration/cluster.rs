@@ -239,8 +239,13 @@ async fn replicas_fall_back_to_their_local_share_while_redis_is_down_and_come_ba
         replicas.push(replica(&workos, &redis, 6000, 90).await);
     }
     let admin = replicas[0].1;
-    wait_until(|| async { metric(admin, "portal_gateway_cluster_replicas").await == Some(3.0) })
+    // Every replica has heard of all three (each falls back to the count it last heard).
+    for (_, replica_admin) in &replicas {
+        wait_until(|| async {
+            metric(*replica_admin, "portal_gateway_cluster_replicas").await == Some(3.0)
+        })
         .await;
+    }
     assert_eq!(
         metric(admin, "portal_gateway_cluster_shared_quota").await,
         Some(1.0)
@@ -261,6 +266,25 @@ async fn replicas_fall_back_to_their_local_share_while_redis_is_down_and_come_ba
     assert_eq!(
         metric(admin, "portal_gateway_cluster_shared_quota").await,
         Some(0.0)
+    );
+    // Hammered meanwhile, the three local shares together still keep under the limit plus
+    // burst (6,000 a minute: 100 a second, burst 90; each replica a third of both).
+    workos
+        .control(reqwest::Method::DELETE, "/requests", None)
+        .await;
+    let window = Duration::from_secs(2);
+    let started = Instant::now();
+    let (a, b, c) = tokio::join!(
+        hammer(&replicas[0].0, "token-a", &id, window),
+        hammer(&replicas[1].0, "token-b", &id, window),
+        hammer(&replicas[2].0, "token-c", &id, window),
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent = workos.count("POST /portal/generate_link").await;
+    assert_eq!(a + b + c, sent as usize);
+    assert!(
+        (sent as f64) <= 90.0 + 100.0 * elapsed + 3.0,
+        "{sent} requests in {elapsed:.2} s without Redis ({a}, {b}, {c})"
     );
     let health = healthz(admin).await;
     assert!(
