@@ -5,6 +5,11 @@
 //!
 //! A lookup that fails for a reason of its own caller (that caller's quota or deadline) must not
 //! fail the other callers who were waiting on it: each of them then looks up for itself.
+//!
+//! A "not found" is remembered like an organization is, for the same time: otherwise asking for
+//! an organization outside one's scope would be fast when it exists (cached) and slow when it
+//! does not, telling a denied caller which ids exist. The gateway's own creates and updates drop
+//! the remembered absence of what they make.
 
 use std::{
     future::Future,
@@ -42,6 +47,8 @@ pub(super) enum Source {
 #[derive(Debug, Clone)]
 pub(super) struct OrganizationCache {
     entries: Cache<Key, Organization>,
+    /// Keys WorkOS answered 404 for.
+    missing: Cache<Key, ()>,
     /// Counts invalidations, so a lookup that was in flight across one does not keep what it
     /// read before the change.
     generation: Arc<AtomicU64>,
@@ -54,6 +61,10 @@ impl OrganizationCache {
                 .max_capacity(max_entries)
                 .time_to_live(ttl)
                 .support_invalidation_closures()
+                .build(),
+            missing: Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(ttl)
                 .build(),
             generation: Arc::new(AtomicU64::new(0)),
         }
@@ -72,6 +83,9 @@ impl OrganizationCache {
     {
         if let Some(found) = self.entries.get(&key).await {
             return (Ok(found), Source::Cache);
+        }
+        if self.missing.contains_key(&key) {
+            return (Err(Error::not_found()), Source::Cache);
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let led = AtomicBool::new(false);
@@ -94,6 +108,12 @@ impl OrganizationCache {
             }
             Err(error) => Err(Error::clone(&error)),
         };
+        if let Err(error) = &result
+            && error.is_not_found()
+            && self.generation.load(Ordering::SeqCst) == generation
+        {
+            self.missing.insert(key, ()).await;
+        }
         if let Ok(organization) = &result {
             if self.generation.load(Ordering::SeqCst) != generation {
                 // The organization changed (or was deleted) while this lookup was in flight:
@@ -109,6 +129,14 @@ impl OrganizationCache {
 
     /// Remembers an organization under both of its keys.
     pub(super) async fn store(&self, organization: &Organization) {
+        self.missing
+            .invalidate(&Key::Id(organization.id.as_str().to_owned()))
+            .await;
+        if let Some(external_id) = &organization.external_id {
+            self.missing
+                .invalidate(&Key::External(external_id.clone()))
+                .await;
+        }
         self.entries
             .insert(
                 Key::Id(organization.id.as_str().to_owned()),
@@ -126,6 +154,9 @@ impl OrganizationCache {
     /// flight now would store.
     pub(super) async fn forget(&self, organization_id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
+        self.missing
+            .invalidate(&Key::Id(organization_id.to_owned()))
+            .await;
         self.drop_entries_of(organization_id).await;
     }
 

@@ -147,6 +147,23 @@ impl Error {
     pub(super) fn is_callers_own(&self) -> bool {
         matches!(self, Self::Quota(_) | Self::DeadlineExceeded)
     }
+
+    /// WorkOS's 404.
+    pub(super) fn is_not_found(&self) -> bool {
+        matches!(self, Self::Api { status: 404, .. })
+    }
+
+    /// A 404 as WorkOS would answer it, for a remembered absence.
+    pub(super) fn not_found() -> Self {
+        Self::Api {
+            status: 404,
+            code: Some("entity_not_found".to_owned()),
+            message: None,
+            field_errors: Vec::new(),
+            request_id: None,
+            retry_after: None,
+        }
+    }
 }
 
 fn upstream(

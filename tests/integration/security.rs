@@ -1226,3 +1226,49 @@ async fn policy_files_reload_on_change_and_bad_ones_are_refused() {
     std::fs::write(&policy_path, admin_rule).expect("policy");
     wait_until(|| async { late().await.is_err() }).await;
 }
+
+#[tokio::test]
+async fn probing_outside_ones_scope_costs_the_same_whether_or_not_the_organization_exists() {
+    use portal_gateway::proto::{GetOrganizationRequest, get_organization_request};
+    let emulator = crate::helpers::TestEmulator::start().await;
+    let mut config =
+        crate::helpers::config_with_tokens(&emulator.url, &[("scoped", "scoped-token")]);
+    config.push_str(
+        "\n[[policy.callers]]\nname = \"scoped\"\nidentities = [\"scoped\"]\norganizations = [\"external:mine-*\"]\n",
+    );
+    let app = crate::helpers::spawn_app_with(emulator, &config, crate::helpers::API_KEY).await;
+    let existing = app
+        .emulator
+        .create_organization(serde_json::json!({"name": "Theirs", "external_id": "theirs"}))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let missing = "org_01JAAAAAAAAAAAAAAAAAAAAAAA".to_owned();
+    let orgs = app
+        .clients(crate::helpers::Credentials {
+            token: Some("scoped-token".into()),
+            ..Default::default()
+        })
+        .orgs;
+    let probe = |id: String| {
+        let request = GetOrganizationRequest {
+            organization: Some(get_organization_request::Organization::Id(id)),
+        };
+        let mut orgs = orgs.clone();
+        async move {
+            orgs.get_organization(request)
+                .await
+                .expect_err("out of scope")
+        }
+    };
+    // Both are denied alike, and each costs WorkOS one read however often it is probed: the
+    // absence is remembered like the organization is.
+    for id in [existing.clone(), missing.clone()] {
+        for _ in 0..3 {
+            let denied = probe(id.clone()).await;
+            assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        }
+    }
+    assert_eq!(app.emulator.count("GET /organizations/{id}").await, 2);
+}
