@@ -289,8 +289,8 @@ impl AuditEntry {
     }
 
     /// The invitee, as its domain and a fingerprint of the address.
-    pub fn invitee(&mut self, domain: String, fingerprint: String) {
-        self.record.invitee_domain = Some(domain);
+    pub fn invitee(&mut self, domain: Option<String>, fingerprint: String) {
+        self.record.invitee_domain = domain;
         self.record.invitee_fingerprint = Some(fingerprint);
     }
 

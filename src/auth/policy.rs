@@ -466,6 +466,18 @@ impl Policy {
                 format!("rule {:?} does not allow {}", rule.name, request.rpc),
             );
         }
+        if matches!(request.rpc, Rpc::AddItContact | Rpc::InviteItContact)
+            && !rule.invite_email_domains.allows_anyone()
+        {
+            return deny(
+                name,
+                Denial::InviteDomainsNotConfigured,
+                format!(
+                    "rule {:?} lets its caller invite nobody: it sets no invite_email_domains",
+                    rule.name
+                ),
+            );
+        }
         if rule.require_acting_user
             && request.rpc != Rpc::CheckAccess
             && request.acting_user.is_none()

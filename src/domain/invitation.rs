@@ -94,7 +94,7 @@ impl Invitee {
         }
         if raw
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || crate::domain::is_hidden_or_control(c))
+            .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
         {
             return Err("must not contain spaces, control or invisible characters".into());
         }
@@ -111,9 +111,16 @@ impl Invitee {
         check_local(local)?;
         let domain = canonical_domain(domain)?;
         let local = local.to_ascii_lowercase();
+        let address = format!("{local}@{domain}");
+        // The limit holds for what is sent: an IDN domain grows as punycode.
+        if address.len() > ADDRESS_MAX {
+            return Err(format!(
+                "must be at most {ADDRESS_MAX} bytes once its domain is in punycode"
+            ));
+        }
         Ok(Self {
             at: local.len(),
-            address: format!("{local}@{domain}"),
+            address,
         })
     }
 
@@ -140,23 +147,49 @@ pub fn address_fingerprint(address: &str) -> String {
     format!("sha256:{}", super::hex(&digest[..8]))
 }
 
-/// The domain after the last `@` of an address as given, lower-cased and cut to 253 bytes, for
-/// audit records of refused addresses.
-pub fn raw_domain(address: &str) -> String {
-    let domain = address
-        .rsplit('@')
-        .next()
-        .unwrap_or_default()
-        .to_lowercase();
-    let mut end = domain.len().min(253);
-    while !domain.is_char_boundary(end) {
-        end -= 1;
+/// The domain after the last `@` of an address as given, in canonical form, for audit records of
+/// refused addresses; `None` when there is no `@` or what follows is no host name (then it may
+/// be the whole address, which the audit must not hold).
+pub fn raw_domain(address: &str) -> Option<String> {
+    let (_, domain) = address.rsplit_once('@')?;
+    if domain
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+    {
+        return None;
     }
-    domain[..end].to_owned()
+    canonical_domain(domain).ok()
+}
+
+/// Characters that render as nothing (soft hyphen, zero-width and joiner characters, variation
+/// selectors, bidirectional controls, the byte-order mark, tags): IDNA would drop some of them
+/// silently, so an address that holds any is refused rather than read as something else.
+fn is_invisible(c: char) -> bool {
+    crate::domain::is_hidden_or_control(c)
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
 }
 
 fn check_local(local: &str) -> Result<(), String> {
-    const SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
+    // `%` and `!` are left out: old mail routing (`user%host@relay`, `host!user`) could carry an
+    // address past the domain that is checked.
+    const SPECIALS: &str = "#$&'*+-/=?^_`{|}~";
     if local.is_empty() || local.len() > 64 {
         return Err("must have 1 to 64 characters before the @".into());
     }

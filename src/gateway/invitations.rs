@@ -3,8 +3,10 @@
 //! before any WorkOS call when the rule lists domains; after one read of the organization when
 //! it says `organization`), and the audit keeps the domain and a fingerprint, never the address.
 
+use std::sync::Arc;
+
 use crate::{
-    auth::policy::{AccessRequest, InviteeVerdict, Rpc},
+    auth::policy::{AccessRequest, InviteeVerdict, OrganizationFacts, Rpc},
     domain::{
         DomainState, OrganizationId, OrganizationRef,
         invitation::{self, InvitationIntent, Invitee, ItContact, canonical_domain},
@@ -29,6 +31,8 @@ pub struct Invited {
 }
 
 const ALREADY_EXISTS: &str = "it_contact_already_exists";
+/// Contacts asked at most to find the one holding the active invitation.
+const MAX_REVOKE_SCAN: usize = 20;
 const INVITATION_ACTIVE: &str = "it_contact_invitation_already_active";
 
 impl Gateway {
@@ -94,9 +98,22 @@ impl Gateway {
         intents: Vec<InvitationIntent>,
         replace_active: bool,
     ) -> Result<Invited, Error> {
-        let names = intents.iter().map(|i| i.workos_name()).collect();
-        call.facts.invitation(names, None);
+        let names: Vec<&'static str> = intents.iter().map(|i| i.workos_name()).collect();
+        call.facts.invitation(names.clone(), None);
         let invitee = invitee(call, email)?;
+        if replace_active {
+            // Replacing revokes someone's invitation: the rule must allow revoking too.
+            let acting_user = call.acting_user.clone();
+            call.policy
+                .authorize(
+                    &call.caller.identity,
+                    &AccessRequest {
+                        acting_user: acting_user.as_deref(),
+                        ..AccessRequest::new(Rpc::RevokeInvitation)
+                    },
+                )
+                .into_result()?;
+        }
         let organization_id = self
             .authorize_invitee(
                 call,
@@ -106,31 +123,39 @@ impl Gateway {
                 &intents,
             )
             .await?;
+        // One invite at a time per organization on this replica: two replacing each other
+        // would otherwise both revoke and both report success.
+        let lock = self.invite_lock(organization_id.as_str());
+        let _serialised = lock.lock().await;
         let (contact, contact_created) = self
             .ensure_contact(&mut call.upstream, &organization_id, &invitee)
             .await?;
-        let upstream = &mut call.upstream;
         let first = self
             .workos
-            .invite_it_contact(upstream, &organization_id, &contact.id, &intents)
+            .invite_it_contact(&mut call.upstream, &organization_id, &contact.id, &intents)
             .await;
         let replaced_active = match first {
             Ok(()) => false,
             Err(error) if code_of(&error) == Some(INVITATION_ACTIVE) => {
                 if !replace_active {
-                    return Err(Error::FailedPrecondition {
-                        reason: "INVITATION_ALREADY_ACTIVE",
-                        subject: format!("organization/{organization_id}"),
-                        description: "the organization already has an active invitation (WorkOS allows one); revoke it with RevokeInvitation, or set replace_active".into(),
-                    });
+                    return Err(already_active(&organization_id));
                 }
-                self.revoke_active(upstream, &organization_id, &contact.id)
+                self.revoke_active(&mut call.upstream, &organization_id, &contact.id)
                     .await?;
-                self.workos
-                    .invite_it_contact(upstream, &organization_id, &contact.id, &intents)
+                // The revocation is audited even if the new invitation then fails.
+                call.facts.invitation(names.clone(), Some(true));
+                match self
+                    .workos
+                    .invite_it_contact(&mut call.upstream, &organization_id, &contact.id, &intents)
                     .await
-                    .map_err(Error::from)?;
-                true
+                {
+                    Ok(()) => true,
+                    // Another invitation (from another replica) got in between.
+                    Err(error) if code_of(&error) == Some(INVITATION_ACTIVE) => {
+                        return Err(already_active(&organization_id));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
             }
             Err(error) => {
                 return Err(
@@ -138,7 +163,6 @@ impl Gateway {
                 );
             }
         };
-        let names = intents.iter().map(|i| i.workos_name()).collect();
         call.facts.invitation(names, Some(replaced_active));
         Ok(Invited {
             organization_id,
@@ -146,6 +170,16 @@ impl Gateway {
             contact_created,
             replaced_active,
         })
+    }
+
+    /// The lock serialising invitations to one organization on this replica.
+    fn invite_lock(&self, organization_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .invite_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(organization_id.to_owned()).or_default().clone()
     }
 
     /// `RevokeInvitation`: revokes the active invitation sent to `email`.
@@ -234,9 +268,25 @@ impl Gateway {
             .authorize_contacts(call, rpc, organization, intents)
             .await?;
         if verdict == InviteeVerdict::NeedsOrganizationDomains {
-            let verified = self
+            let (fresh, verified) = self
                 .verified_domains(&mut call.upstream, &organization_id)
                 .await?;
+            // The scope again, on what was just read (the cache may have held an older
+            // external id).
+            let acting_user = call.acting_user.clone();
+            call.policy
+                .authorize(
+                    &identity,
+                    &AccessRequest {
+                        organization: Some(OrganizationFacts {
+                            id: Some(organization_id.as_str()),
+                            external_id: fresh.as_deref(),
+                        }),
+                        acting_user: acting_user.as_deref(),
+                        ..AccessRequest::new(rpc)
+                    },
+                )
+                .into_result()?;
             if let InviteeVerdict::Denied(decision) =
                 call.policy
                     .authorize_invitee(&identity, invitee.domain(), Some(&verified))
@@ -247,12 +297,12 @@ impl Gateway {
         Ok(organization_id)
     }
 
-    /// The organization's verified domains, read fresh, in canonical form.
+    /// The organization's external id and verified domains (in canonical form), read fresh.
     async fn verified_domains(
         &self,
         upstream: &mut workos::Call,
         organization_id: &OrganizationId,
-    ) -> Result<Vec<String>, Error> {
+    ) -> Result<(Option<String>, Vec<String>), Error> {
         self.workos
             .forget_organization(organization_id.as_str())
             .await;
@@ -261,12 +311,13 @@ impl Gateway {
             .get_organization(upstream, organization_id)
             .await
             .map_err(|e| Error::from(e).not_found_as("organization", organization_id.as_str()))?;
-        Ok(organization
+        let verified = organization
             .domains
             .iter()
             .filter(|d| matches!(d.state, DomainState::Verified | DomainState::LegacyVerified))
             .filter_map(|d| canonical_domain(&d.domain).ok())
-            .collect())
+            .collect();
+        Ok((organization.external_id, verified))
     }
 
     /// The contact with the invitee's address, if the organization has one.
@@ -338,7 +389,12 @@ impl Gateway {
             .workos
             .list_it_contacts(upstream, organization_id)
             .await?;
-        for contact in contacts.iter().filter(|c| c.id != contact_id) {
+        // WorkOS does not say which contact holds the invitation: ask a bounded number.
+        for contact in contacts
+            .iter()
+            .filter(|c| c.id != contact_id)
+            .take(MAX_REVOKE_SCAN)
+        {
             match self
                 .workos
                 .revoke_invitation(upstream, organization_id, &contact.id)
@@ -348,6 +404,13 @@ impl Gateway {
                 Err(workos::Error::Api { status: 404, .. }) => {}
                 Err(other) => return Err(other.into()),
             }
+        }
+        if contacts.len() > MAX_REVOKE_SCAN + 1 {
+            return Err(Error::FailedPrecondition {
+                reason: "INVITATION_HOLDER_UNKNOWN",
+                subject: format!("organization/{organization_id}"),
+                description: "the active invitation's contact could not be found among the first contacts; revoke it with RevokeInvitation naming its address".into(),
+            });
         }
         // Nobody holds it any more: it ended meanwhile, and the new invitation can go.
         Ok(())
@@ -360,7 +423,7 @@ fn invitee(call: &mut Call, email: &str) -> Result<Invitee, Error> {
     match Invitee::parse(email) {
         Ok(invitee) => {
             call.facts
-                .invitee(invitee.domain().to_owned(), invitee.fingerprint());
+                .invitee(Some(invitee.domain().to_owned()), invitee.fingerprint());
             Ok(invitee)
         }
         Err(problem) => {
@@ -378,6 +441,14 @@ fn invitee(call: &mut Call, email: &str) -> Result<Invitee, Error> {
 fn same_address(stored: &str, invitee: &Invitee) -> bool {
     Invitee::parse(stored).is_ok_and(|s| s.as_str() == invitee.as_str())
         || stored.eq_ignore_ascii_case(invitee.as_str())
+}
+
+fn already_active(organization_id: &OrganizationId) -> Error {
+    Error::FailedPrecondition {
+        reason: "INVITATION_ALREADY_ACTIVE",
+        subject: format!("organization/{organization_id}"),
+        description: "the organization already has an active invitation (WorkOS allows one); revoke it with RevokeInvitation, or set replace_active".into(),
+    }
 }
 
 fn contact_not_found(invitee: &Invitee) -> Error {

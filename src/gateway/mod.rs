@@ -210,6 +210,8 @@ pub struct Gateway {
     hub: Arc<watch::Hub>,
     /// The setup events bus shared with other replicas, when there are any.
     bus: Option<Arc<dyn EventBus>>,
+    /// Invitations in progress, one organization at a time.
+    invite_locks: Arc<std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Gateway {
@@ -221,6 +223,7 @@ impl Gateway {
             policy,
             hub: Arc::new(watch::Hub::new(WatchSettings::default(), Arc::new(()))),
             bus: None,
+            invite_locks: Arc::default(),
         }
     }
 

@@ -25,6 +25,7 @@ async fn app() -> TestApp {
             ("verified", "verified-token"),
             ("listed", "listed-token"),
             ("nobody", "nobody-token"),
+            ("inviter", "inviter-token"),
         ],
     );
     config.push_str(
@@ -45,6 +46,13 @@ invite_email_domains = ["acme.example", "*.acme.example"]
 name = "nobody"
 identities = ["nobody"]
 organizations = ["*"]
+
+[[policy.callers]]
+name = "inviter"
+identities = ["inviter"]
+rpcs = ["InviteItContact"]
+organizations = ["*"]
+invite_email_domains = ["acme.example"]
 "#,
     );
     spawn_app_with(emulator, &config, API_KEY).await
@@ -360,11 +368,36 @@ async fn hostile_and_outside_addresses_are_refused_before_any_workos_call() {
         .filter(|r| r["rpc"] == "InviteItContact" && r["outcome"] != "OK")
         .collect();
     assert_eq!(refusals.len(), 12, "{refusals:?}");
-    assert!(
-        refusals
-            .iter()
-            .all(|r| r["invitee_fingerprint"].is_string() && r["invitee_domain"].is_string())
-    );
+    // The domain is kept when the address has one; never the address.
+    assert!(refusals.iter().all(|r| r["invitee_fingerprint"].is_string()
+        && (r["invitee_domain"].is_null() || r["invitee_domain"].is_string())));
+    let with_domain = refusals
+        .iter()
+        .filter(|r| r["invitee_domain"].is_string())
+        .count();
+    assert!(with_domain >= 8, "{refusals:?}");
     let audit = std::fs::read_to_string(&app.audit_path).expect("audit");
     assert!(!audit.contains("it@"), "an address reached the audit");
+}
+
+#[tokio::test]
+async fn replacing_an_invitation_needs_the_right_to_revoke_one() {
+    let app = app().await;
+    let id = organization(&app).await;
+    client(&app, "verified-token")
+        .invite_it_contact(invite(&id, "first@acme.example", false))
+        .await
+        .expect("the first invitation");
+    let mut inviter = client(&app, "inviter-token");
+    let error = inviter
+        .invite_it_contact(invite(&id, "second@acme.example", true))
+        .await
+        .expect_err("replace_active revokes: RevokeInvitation is not in the rule");
+    assert_eq!(error.code(), Code::PermissionDenied);
+    assert_eq!(reason(&error), "RPC_NOT_ALLOWED");
+    let first_link = outbox(&app).await[0]["link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    assert_eq!(page_status(&app, &first_link).await, 200, "still active");
 }

@@ -55,12 +55,30 @@ fn hostile_addresses_are_refused_with_the_reason() {
         ("admin@[127.0.0.1]", "host name"),
         ("admin@acme.com,evil@attacker.com", "exactly one @"),
         ("admin@acme.com;evil.com", "host name"),
+        ("admin@ac\u{00AD}me.com", "invisible"),
+        ("admin@ac\u{200B}me.com", "invisible"),
+        ("admin@acme.com\u{FEFF}", "invisible"),
+        ("admin@acme\u{FE0F}.com", "invisible"),
+        ("admin%attacker.com@acme.com", "ASCII letters"),
+        ("attacker.com!admin@acme.com", "ASCII letters"),
     ] {
         let error = Invitee::parse(raw).expect_err(raw);
         assert!(error.contains(why), "{raw:?}: {error}");
     }
     let long = format!("{}@acme.com", "a".repeat(250));
     assert!(Invitee::parse(&long).is_err());
+    // Under the limit as written, over it in punycode.
+    let label: String = (0..15)
+        .filter_map(|i| char::from_u32(0x4e00 + i * 997))
+        .collect();
+    let grows = format!("{}@{label}.{label}.{label}.{label}.example", "a".repeat(60));
+    assert!(grows.len() <= ADDRESS_MAX, "{}", grows.len());
+    let error = Invitee::parse(&grows).expect_err("too long once in punycode");
+    assert!(error.contains("punycode"), "{error}");
+    // What the audit keeps of a refused address: a domain only when it is one.
+    assert_eq!(raw_domain("alice.secret＠leakco.com"), None);
+    assert_eq!(raw_domain("alice.secret leakco.com"), None);
+    assert_eq!(raw_domain("\"x\"@Acme.COM").as_deref(), Some("acme.com"));
 }
 
 #[test]
