@@ -107,61 +107,56 @@ impl EventBus for Cluster {
     ) -> Boxed<'_, Result<Vec<(String, String)>, ()>> {
         Box::pin(async move {
             let stream = self.key("setup:events");
-            let entries: redis::Value = match after {
-                // The newest `backlog` entries, oldest first, to start from.
-                None => {
-                    let mut connection = self.inner.connection.clone();
-                    let newest: redis::Value = redis::cmd("XREVRANGE")
-                        .arg(&stream)
-                        .arg("+")
-                        .arg("-")
-                        .arg("COUNT")
-                        .arg(backlog.max(1))
-                        .query_async(&mut connection)
+            // Stream reads run on a connection of their own with a timeout to match (a
+            // blocking read must not hold the shared connection, and the backlog of thousands
+            // of entries takes longer than a quota check may).
+            let mut reader = self.inner.reader.lock().await;
+            if reader.is_none() {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.inner.settings.connect_timeout))
+                    .set_response_timeout(Some(wait + Duration::from_secs(5)));
+                *reader = Some(
+                    self.inner
+                        .client
+                        .get_multiplexed_async_connection_with_config(&config)
                         .await
-                        .map_err(drop)?;
-                    let mut list = entries_of(&newest);
-                    list.reverse();
-                    return Ok(list);
-                }
-                // A blocking read needs a connection of its own (the shared one must not
-                // wait); the reader keeps it between reads.
-                Some(after) => {
-                    let mut reader = self.inner.reader.lock().await;
-                    if reader.is_none() {
-                        let config = redis::AsyncConnectionConfig::new()
-                            .set_connection_timeout(Some(self.inner.settings.connect_timeout))
-                            .set_response_timeout(Some(wait + Duration::from_secs(1)));
-                        *reader = Some(
-                            self.inner
-                                .client
-                                .get_multiplexed_async_connection_with_config(&config)
-                                .await
-                                .map_err(drop)?,
-                        );
-                    }
-                    let Some(connection) = reader.as_mut() else {
-                        return Err(());
-                    };
-                    let read = redis::cmd("XREAD")
-                        .arg("COUNT")
-                        .arg(1000)
-                        .arg("BLOCK")
-                        .arg(wait.as_millis() as u64)
-                        .arg("STREAMS")
-                        .arg(&stream)
-                        .arg(after)
-                        .query_async(connection)
-                        .await;
-                    match read {
-                        Ok(value) => value,
-                        Err(_) => {
-                            *reader = None;
-                            return Err(());
-                        }
-                    }
+                        .map_err(drop)?,
+                );
+            }
+            let Some(connection) = reader.as_mut() else {
+                return Err(());
+            };
+            let query = match &after {
+                // The newest `backlog` entries (returned newest first).
+                None => redis::cmd("XREVRANGE")
+                    .arg(&stream)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(backlog.max(1))
+                    .to_owned(),
+                Some(after) => redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .arg("BLOCK")
+                    .arg(wait.as_millis() as u64)
+                    .arg("STREAMS")
+                    .arg(&stream)
+                    .arg(after)
+                    .to_owned(),
+            };
+            let entries: redis::Value = match query.query_async(connection).await {
+                Ok(value) => value,
+                Err(_) => {
+                    *reader = None;
+                    return Err(());
                 }
             };
+            if after.is_none() {
+                let mut list = entries_of(&entries);
+                list.reverse();
+                return Ok(list);
+            }
             // XREAD answers [[stream, [entries]]], or nil when nothing came.
             let mut out = Vec::new();
             if let redis::Value::Array(streams) = &entries {

@@ -125,13 +125,44 @@ impl Cluster {
     }
 
     /// Whether to ask Redis now, or stay on the local share a little longer.
+    /// While Redis is failing, one call at a time probes it (the first after each retry
+    /// interval claims the probe); every other call goes straight to the local share.
     fn should_try(&self) -> bool {
-        let retry_at = self
+        let mut retry_at = self
             .inner
             .retry_at
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        retry_at.is_none_or(|at| Instant::now() >= at)
+        match *retry_at {
+            None => true,
+            Some(at) if Instant::now() >= at => {
+                *retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Runs a Redis command under the cluster's timeout, whatever the client does meanwhile
+    /// (reconnecting, handshaking): a hung Redis costs a call at most `timeout`.
+    async fn bounded<T>(
+        &self,
+        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(self.inner.settings.timeout, command).await {
+            Ok(Ok(value)) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The live count to divide the limits by when Redis is out of reach: the last heard, and
+    /// never fewer than `assume_replicas` (a replica that never reached Redis knows no better).
+    fn fallback_replicas(&self) -> u32 {
+        self.inner
+            .replicas
+            .load(Ordering::SeqCst)
+            .max(self.inner.settings.assume_replicas)
+            .max(1)
     }
 
     /// Notes a Redis answer or failure; logs and reports only changes.
@@ -253,10 +284,8 @@ impl SharedQuota for Cluster {
             }
             let quota = &cluster.inner.quota;
             let mut connection = cluster.inner.connection.clone();
-            let answer: Result<Vec<redis::Value>, _> = cluster
-                .inner
-                .quota_script
-                .key(cluster.key("quota:general"))
+            let mut invocation = cluster.inner.quota_script.key(cluster.key("quota:general"));
+            invocation
                 .key(cluster.key("quota:deletes"))
                 .key(cluster.key(&format!("quota:caller:{caller}")))
                 .key(cluster.key(&format!("quota:share:{caller}")))
@@ -266,10 +295,11 @@ impl SharedQuota for Cluster {
                 .arg(quota.burst)
                 .arg(u8::from(delete))
                 .arg(quota.deletes_per_minute)
-                .arg(caller_per_minute.unwrap_or(0))
-                .invoke_async(&mut connection)
-                .await;
-            let Ok(answer) = answer else {
+                .arg(caller_per_minute.unwrap_or(0));
+            let Some(answer) = cluster
+                .bounded(invocation.invoke_async::<Vec<redis::Value>>(&mut connection))
+                .await
+            else {
                 cluster.note(false);
                 return None;
             };
@@ -279,7 +309,7 @@ impl SharedQuota for Cluster {
     }
 
     fn replicas(&self) -> u32 {
-        self.inner.replicas.load(Ordering::SeqCst).max(1)
+        self.fallback_replicas()
     }
 }
 
@@ -313,21 +343,22 @@ fn verdict(answer: &[redis::Value], caller: &Arc<str>) -> Result<(), QuotaExceed
 
 impl ChangeFeed for Cluster {
     fn organization_changed(&self, organization_id: &str) {
-        if !self.should_try() {
-            // Redis is down: the others' caches expire by their TTL.
-            return;
-        }
+        // Always tried (it is off the call path): a moment of Redis trouble must not leave the
+        // others' caches stale for their whole TTL.
         let cluster = self.clone();
         let payload = format!("{} {organization_id}", self.inner.replica_id);
         tokio::spawn(async move {
             let mut connection = cluster.inner.connection.clone();
-            let published: Result<i64, _> = redis::cmd("PUBLISH")
-                .arg(cluster.key("organizations"))
-                .arg(payload)
-                .query_async(&mut connection)
-                .await;
-            if published.is_err() {
-                cluster.note(false);
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(cluster.key("organizations")).arg(payload);
+            if cluster
+                .bounded(publish.query_async::<i64>(&mut connection))
+                .await
+                .is_none()
+            {
+                tracing::warn!(
+                    "could not tell the other replicas of a changed organization; their caches hold it until the TTL"
+                );
             }
         });
     }

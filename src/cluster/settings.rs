@@ -25,6 +25,9 @@ pub struct ClusterSettings {
     /// How long the setup events poller's lease lasts unless renewed: how soon another replica
     /// takes over when the poller's replica dies.
     pub lease_ttl: Duration,
+    /// The fewest replicas to assume when Redis is out of reach (set it to the deployment's
+    /// replica count, so replicas that never reached Redis do not each use the whole limit).
+    pub assume_replicas: u32,
 }
 
 /// The `[cluster]` table, as written.
@@ -38,6 +41,7 @@ pub struct RawCluster {
     heartbeat_every: Option<String>,
     member_ttl: Option<String>,
     lease_ttl: Option<String>,
+    assume_replicas: Option<u32>,
 }
 
 impl RawCluster {
@@ -77,6 +81,7 @@ impl RawCluster {
         if timeout > Duration::from_secs(1) {
             problems.push("cluster.timeout: at most 1s (calls wait this long when Redis hangs)");
         }
+        let assume_replicas = problems.positive("cluster.assume_replicas", self.assume_replicas, 1);
         let key_prefix = self
             .key_prefix
             .unwrap_or_else(|| "portal-gateway".to_owned());
@@ -105,6 +110,7 @@ impl RawCluster {
             heartbeat_every,
             member_ttl,
             lease_ttl,
+            assume_replicas,
         })
     }
 }

@@ -74,6 +74,16 @@ impl Redis {
         }
     }
 
+    /// Sends the server a signal (`STOP` hangs it: connections stay open, nothing answers).
+    pub(crate) fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
@@ -299,6 +309,24 @@ async fn replicas_fall_back_to_their_local_share_while_redis_is_down_and_come_ba
     })
     .await;
     assert_eq!(healthz(admin).await, "ok\n");
+
+    // Hung rather than gone (what a mesh sidecar in front of a dead Redis looks like): calls
+    // wait at most the 50 ms timeout, and only one call at a time probes.
+    redis.signal("STOP");
+    let mut slowest = Duration::ZERO;
+    for _ in 0..40 {
+        let started = Instant::now();
+        portal
+            .generate_link(link(&id))
+            .await
+            .expect("served while Redis hangs");
+        slowest = slowest.max(started.elapsed());
+    }
+    redis.signal("CONT");
+    assert!(
+        slowest < Duration::from_millis(300),
+        "a call waited {slowest:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -61,7 +61,18 @@ pub(super) async fn lead(gateway: &Gateway, bus: Arc<dyn EventBus>) {
                 hub.observe.leading(true);
                 leading = true;
             }
-            match poll_once(gateway, bus.as_ref(), &names, settings.history).await {
+            // The lease is renewed while the poll runs, however slow WorkOS is.
+            let renewing = async {
+                loop {
+                    tokio::time::sleep(renew).await;
+                    bus.lead().await;
+                }
+            };
+            let polled = tokio::select! {
+                polled = poll_once(gateway, bus.as_ref(), &names, settings.history) => polled,
+                () = renewing => Err(()),
+            };
+            match polled {
                 Ok(true) => {
                     wait = settings.poll_interval;
                     Duration::ZERO
@@ -95,8 +106,9 @@ async fn poll_once(
     let from = match bus.cursor().await? {
         Some(cursor) => Position::decode(&cursor).unwrap_or_else(|_| Position::since_now()),
         None => {
-            // The first leader ever: store where it starts, so its successor starts there too.
-            let start = Position::since_now();
+            // The first leader ever, or Redis lost its data: go on from where this replica's
+            // watchers are (WorkOS still holds what came since), and store it for successors.
+            let start = gateway.hub.position();
             bus.append(Vec::new(), start.encode(), keep).await?;
             start
         }
@@ -112,6 +124,20 @@ async fn poll_once(
         Ok(page) => page,
         Err(error) => {
             gateway.hub.observe.poll("error");
+            if matches!(
+                &error,
+                crate::workos::Error::Api {
+                    status: 400 | 404 | 422,
+                    ..
+                }
+            ) && matches!(query.from, Position::After(_))
+            {
+                // WorkOS refuses the stored cursor itself: go on from now.
+                tracing::warn!(error = %error, "WorkOS refused the cluster's setup poller cursor; reading events from now on");
+                bus.append(Vec::new(), Position::since_now().encode(), keep)
+                    .await?;
+                return Err(());
+            }
             tracing::warn!(error = %error, "the setup events poller could not read WorkOS's events");
             return Err(());
         }
