@@ -360,3 +360,47 @@ async fn a_flood_of_unauthenticated_calls_is_summed_up_not_recorded_one_by_one()
     assert_eq!(summary["reason"], "MISSING_CREDENTIALS");
     assert_eq!(summary["peer"], "127.0.0.1");
 }
+
+#[tokio::test]
+async fn past_the_connection_cap_the_server_stops_accepting_until_one_closes() {
+    use std::time::Duration;
+
+    use tonic::transport::Channel;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let emulator = crate::helpers::TestEmulator::start().await;
+    let config = crate::helpers::base_config(&emulator.url)
+        .replace("[server]\n", "[server]\nmax_connections = 3\n");
+    let app = crate::helpers::spawn_app_with(emulator, &config, crate::helpers::API_KEY).await;
+    let connect = || {
+        let endpoint = Channel::from_shared(format!("http://{}", app.address)).expect("endpoint");
+        async move {
+            let channel = tokio::time::timeout(Duration::from_millis(500), endpoint.connect())
+                .await
+                .ok()?
+                .ok()?;
+            let mut health = HealthClient::new(channel.clone());
+            tokio::time::timeout(
+                Duration::from_millis(500),
+                health.check(HealthCheckRequest {
+                    service: String::new(),
+                }),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            Some(channel)
+        }
+    };
+    // The app's own client holds one place; two more fill the cap.
+    let first = connect().await.expect("second connection");
+    let _second = connect().await.expect("third connection");
+    assert!(connect().await.is_none(), "a fourth connection was served");
+    // Health over the connections already held still works.
+    assert_eq!(
+        app.health_of("").await,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    drop(first);
+    crate::helpers::wait_until(|| async { connect().await.is_some() }).await;
+}

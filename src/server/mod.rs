@@ -20,6 +20,10 @@ use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 
+mod incoming;
+
+use incoming::{ConnectionCap, PausingOnExhaustion};
+
 use crate::{
     auth::{
         PolicyStore,
@@ -53,6 +57,8 @@ pub struct ServerSettings {
     pub drain_delay: Duration,
     /// Concurrent RPCs beyond which new ones are refused at once (RESOURCE_EXHAUSTED).
     pub max_in_flight: usize,
+    /// Concurrent connections; past it the server stops accepting until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -62,6 +68,7 @@ impl Default for ServerSettings {
             shutdown_grace: Duration::from_secs(30),
             drain_delay: Duration::from_secs(5),
             max_in_flight: 1024,
+            max_connections: 4096,
         }
     }
 }
@@ -74,6 +81,7 @@ pub struct RawServer {
     shutdown_grace: Option<String>,
     drain_delay: Option<String>,
     max_in_flight: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 impl RawServer {
@@ -103,6 +111,14 @@ impl RawServer {
                 }
                 Some(n) => n,
                 None => defaults.max_in_flight,
+            },
+            max_connections: match self.max_connections {
+                Some(0) | Some(1_000_001..) => {
+                    problems.push("server.max_connections: must be between 1 and 1000000");
+                    defaults.max_connections
+                }
+                Some(n) => n,
+                None => defaults.max_connections,
             },
         }
     }
@@ -385,7 +401,10 @@ pub async fn serve_with_admin(
         )))
         .add_service(AccessServiceServer::new(grpc::AccessService::new(envelope)))
         .serve_with_incoming_shutdown(
-            PausingOnExhaustion::new(TcpIncoming::from(listener).with_nodelay(Some(true))),
+            PausingOnExhaustion::new(ConnectionCap::new(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                config.server.max_connections,
+            )),
             signal,
         );
     tokio::pin!(server);
@@ -506,68 +525,6 @@ async fn report_health(
                 envelope.check_audit_sink();
             }
         }
-    }
-}
-
-/// How long accepting pauses after the process ran out of file descriptors (or memory for a
-/// socket): tonic retries a failed accept at once, which would spin a core while nothing can be
-/// accepted anyway.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
-
-/// Accepted connections, with a pause after an accept failed for lack of resources.
-struct PausingOnExhaustion<S> {
-    inner: S,
-    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    /// Whether the last accept failed for lack of resources (so it is logged once, not per try).
-    exhausted: bool,
-}
-
-impl<S> PausingOnExhaustion<S> {
-    fn new(inner: S) -> Self {
-        Self {
-            inner,
-            pause: None,
-            exhausted: false,
-        }
-    }
-}
-
-/// Whether an accept failed because the process or the system is out of descriptors or memory.
-fn out_of_resources(error: &std::io::Error) -> bool {
-    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
-    matches!(error.raw_os_error(), Some(24 | 23 | 105 | 12))
-}
-
-impl<S, T> tokio_stream::Stream for PausingOnExhaustion<S>
-where
-    S: tokio_stream::Stream<Item = Result<T, std::io::Error>> + Unpin,
-{
-    type Item = Result<T, std::io::Error>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        if let Some(pause) = self.pause.as_mut() {
-            std::task::ready!(pause.as_mut().poll(cx));
-            self.pause = None;
-        }
-        let next = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_next(cx));
-        match &next {
-            Some(Err(error)) if out_of_resources(error) => {
-                if !self.exhausted {
-                    tracing::warn!(error = %error, pause = ?ACCEPT_PAUSE, "cannot accept connections: out of resources; pausing between tries");
-                }
-                self.exhausted = true;
-                self.pause = Some(Box::pin(tokio::time::sleep(ACCEPT_PAUSE)));
-            }
-            Some(Ok(_)) if self.exhausted => {
-                tracing::info!("accepting connections again");
-                self.exhausted = false;
-            }
-            _ => {}
-        }
-        std::task::Poll::Ready(next)
     }
 }
 
