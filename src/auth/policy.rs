@@ -9,6 +9,10 @@ use std::{collections::BTreeSet, fmt};
 
 use crate::domain::{Intent, RedirectUrl};
 
+mod invitees;
+
+pub use invitees::{InviteDomains, InviteeVerdict};
+
 /// Every RPC the policy can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rpc {
@@ -258,36 +262,6 @@ pub struct Rule {
     pub max_watchers: u32,
     /// Whom the caller may add as an IT contact or invite; nobody by default.
     pub invite_email_domains: InviteDomains,
-}
-
-/// Whom a rule lets its caller invite, by the invitee's e-mail domain.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InviteDomains {
-    /// `"organization"`: one of the organization's verified domains, read at invite time.
-    pub organization: bool,
-    /// Explicit domains and `*.` subdomain patterns.
-    pub patterns: Vec<crate::domain::invitation::DomainPattern>,
-    /// `"*"`: any domain (development only).
-    pub any: bool,
-}
-
-impl InviteDomains {
-    /// Whether the rule lets its caller invite anyone at all.
-    pub fn allows_anyone(&self) -> bool {
-        self.organization || self.any || !self.patterns.is_empty()
-    }
-}
-
-/// The policy's answer on an invitee's domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InviteeVerdict {
-    /// Allowed.
-    Allowed,
-    /// Allowed only if the domain is one of the organization's verified domains, which the
-    /// caller must read and ask again with.
-    NeedsOrganizationDomains,
-    /// Refused.
-    Denied(Decision),
 }
 
 /// Concurrent WatchSetup streams per caller when a rule sets no `max_watchers`.
@@ -553,65 +527,7 @@ impl Policy {
     }
 }
 
-impl Policy {
-    /// Decides whether `identity` may invite (or add as a contact) an address at `domain`, a
-    /// canonical domain. `verified` is the organization's verified domains once read: the
-    /// patterns are decided first, so the organization is read only when they do not decide.
-    /// Refusals never name the organization's domains.
-    pub fn authorize_invitee(
-        &self,
-        identity: &str,
-        domain: &str,
-        verified: Option<&[String]>,
-    ) -> InviteeVerdict {
-        let Some(rule) = self.rule_for(identity) else {
-            return InviteeVerdict::Denied(deny(
-                None,
-                Denial::UnknownCaller,
-                format!("no policy rule names the identity {identity:?}"),
-            ));
-        };
-        let allowed = &rule.invite_email_domains;
-        if allowed.any || allowed.patterns.iter().any(|p| p.matches(domain)) {
-            return InviteeVerdict::Allowed;
-        }
-        let name = Some(rule.name.clone());
-        if !allowed.allows_anyone() {
-            return InviteeVerdict::Denied(deny(
-                name,
-                Denial::InviteDomainsNotConfigured,
-                format!(
-                    "rule {:?} lets its caller invite nobody: it sets no invite_email_domains",
-                    rule.name
-                ),
-            ));
-        }
-        if !allowed.organization {
-            return InviteeVerdict::Denied(deny(
-                name,
-                Denial::InviteeDomainNotAllowed,
-                format!(
-                    "rule {:?} does not allow inviting addresses at {domain}",
-                    rule.name
-                ),
-            ));
-        }
-        match verified {
-            None => InviteeVerdict::NeedsOrganizationDomains,
-            Some(verified) if verified.iter().any(|v| v == domain) => InviteeVerdict::Allowed,
-            Some(_) => InviteeVerdict::Denied(deny(
-                name,
-                Denial::InviteeDomainNotVerified,
-                format!(
-                    "rule {:?} allows inviting only addresses at the organization's verified domains, and {domain} is not one",
-                    rule.name
-                ),
-            )),
-        }
-    }
-}
-
-fn deny(rule: Option<String>, denial: Denial, explanation: String) -> Decision {
+pub(super) fn deny(rule: Option<String>, denial: Denial, explanation: String) -> Decision {
     Decision {
         rule,
         denial: Some(denial),
@@ -620,119 +536,4 @@ fn deny(rule: Option<String>, denial: Denial, explanation: String) -> Decision {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rule() -> Rule {
-        Rule {
-            name: "billing".into(),
-            identities: ["billing".to_owned()].into(),
-            rpcs: Some([Rpc::GenerateLink, Rpc::GetOrganization].into()),
-            intents: Some([Intent::Sso].into()),
-            organizations: OrganizationScope::Listed {
-                ids: ["org_A".to_owned()].into(),
-                external_ids: vec![Pattern::new("acme-*")],
-            },
-            return_origins: vec![
-                OriginRule::parse("https://billing.example.com/settings", false).expect("origin"),
-            ],
-            require_acting_user: true,
-            requests_per_minute: None,
-            max_watchers: crate::auth::policy::DEFAULT_MAX_WATCHERS,
-            invite_email_domains: Default::default(),
-        }
-    }
-
-    #[test]
-    fn patterns_match_globs() {
-        assert!(Pattern::new("acme-*").matches("acme-eu"));
-        assert!(!Pattern::new("acme-*").matches("xacme-eu"));
-        assert!(Pattern::new("*-prod").matches("a-prod"));
-        assert!(Pattern::new("t-*-prod").matches("t-1-prod"));
-        assert!(!Pattern::new("t-*-prod").matches("t-prod"));
-        assert!(
-            Pattern::new("exact").matches("exact") && !Pattern::new("exact").matches("exactly")
-        );
-        assert!(Pattern::new("*").matches(""));
-    }
-
-    #[test]
-    fn each_check_denies_with_its_reason() {
-        let policy = Policy {
-            rules: vec![rule()],
-        };
-        let url =
-            RedirectUrl::parse("https://billing.example.com/settings/sso", false).expect("url");
-        let evil =
-            RedirectUrl::parse("https://billing.example.com/settingsevil", false).expect("url");
-        let org = OrganizationFacts {
-            id: Some("org_B"),
-            external_id: Some("acme-eu"),
-        };
-        let ok = AccessRequest {
-            rpc: Rpc::GenerateLink,
-            organization: Some(org),
-            intent: Some(Intent::Sso),
-            return_url: Some(&url),
-            success_url: None,
-            acting_user: Some("admin"),
-        };
-        assert!(policy.authorize("billing", &ok).allowed());
-        let reason =
-            |r: AccessRequest<'_>| policy.authorize("billing", &r).denial.map(Denial::reason);
-        assert_eq!(
-            policy.authorize("nobody", &ok).denial,
-            Some(Denial::UnknownCaller)
-        );
-        assert_eq!(
-            reason(AccessRequest {
-                rpc: Rpc::DeleteOrganization,
-                ..ok
-            }),
-            Some("RPC_NOT_ALLOWED")
-        );
-        assert_eq!(
-            reason(AccessRequest {
-                acting_user: None,
-                ..ok
-            }),
-            Some("ACTING_USER_REQUIRED")
-        );
-        assert_eq!(
-            reason(AccessRequest {
-                intent: Some(Intent::Dsync),
-                ..ok
-            }),
-            Some("INTENT_NOT_ALLOWED")
-        );
-        assert_eq!(
-            reason(AccessRequest {
-                success_url: Some(&evil),
-                ..ok
-            }),
-            Some("RETURN_URL_NOT_ALLOWED")
-        );
-        let other = OrganizationFacts {
-            id: Some("org_C"),
-            external_id: Some("globex"),
-        };
-        assert_eq!(
-            reason(AccessRequest {
-                organization: Some(other),
-                ..ok
-            }),
-            Some("ORGANIZATION_NOT_ALLOWED")
-        );
-        let by_id = OrganizationFacts {
-            id: Some("org_A"),
-            external_id: None,
-        };
-        assert_eq!(
-            reason(AccessRequest {
-                organization: Some(by_id),
-                ..ok
-            }),
-            None
-        );
-    }
-}
+mod tests;
