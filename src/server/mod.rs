@@ -59,6 +59,11 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// Concurrent connections; past it the server stops accepting until one closes.
     pub max_connections: usize,
+    /// How long a connection may live: then the server asks the client to move (GOAWAY), so idle
+    /// connections do not hold places for ever and long-lived clients spread over new replicas.
+    pub max_connection_age: Duration,
+    /// How long streams on an aged connection may still run (a watch resumes on a new one).
+    pub max_connection_age_grace: Duration,
 }
 
 impl Default for ServerSettings {
@@ -69,6 +74,8 @@ impl Default for ServerSettings {
             drain_delay: Duration::from_secs(5),
             max_in_flight: 1024,
             max_connections: 4096,
+            max_connection_age: Duration::from_secs(30 * 60),
+            max_connection_age_grace: Duration::from_secs(60),
         }
     }
 }
@@ -82,6 +89,8 @@ pub struct RawServer {
     drain_delay: Option<String>,
     max_in_flight: Option<usize>,
     max_connections: Option<usize>,
+    max_connection_age: Option<String>,
+    max_connection_age_grace: Option<String>,
 }
 
 impl RawServer {
@@ -120,6 +129,16 @@ impl RawServer {
                 Some(n) => n,
                 None => defaults.max_connections,
             },
+            max_connection_age: problems.duration(
+                "server.max_connection_age",
+                self.max_connection_age.as_deref(),
+                defaults.max_connection_age,
+            ),
+            max_connection_age_grace: problems.duration(
+                "server.max_connection_age_grace",
+                self.max_connection_age_grace.as_deref(),
+                defaults.max_connection_age_grace,
+            ),
         }
     }
 }
@@ -369,6 +388,8 @@ pub async fn serve_with_admin(
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_connection_age(config.server.max_connection_age)
+        .max_connection_age_grace(config.server.max_connection_age_grace)
         .timeout(config.server.request_timeout + UNFINISHED_REQUEST_SLACK)
         .layer(tower::util::MapResponseLayer::new(
             grpc::decode_failures_are_invalid_arguments,

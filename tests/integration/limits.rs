@@ -404,3 +404,23 @@ async fn past_the_connection_cap_the_server_stops_accepting_until_one_closes() {
     drop(first);
     crate::helpers::wait_until(|| async { connect().await.is_some() }).await;
 }
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_once_it_reaches_its_age() {
+    use std::time::Duration;
+
+    let emulator = crate::helpers::TestEmulator::start().await;
+    let config = crate::helpers::base_config(&emulator.url).replace(
+        "[server]\n",
+        "[server]\nmax_connection_age = \"300ms\"\nmax_connection_age_grace = \"200ms\"\n",
+    );
+    let app = crate::helpers::spawn_app_with(emulator, &config, crate::helpers::API_KEY).await;
+    let tcp = tokio::net::TcpStream::connect(app.address)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    // Idle: no stream ever opened. The server ends the connection itself.
+    let ended = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    assert!(ended.is_ok(), "an idle connection outlived its age");
+    drop(client);
+}
