@@ -132,15 +132,17 @@ impl Gateway {
         let newest = page.events.last().map(|e| e.created_at);
         let updates = self.updates_for(page.events).await;
         let position = Position::After(last_id);
-        hub.publish(updates, position.clone());
-        if let Some(newest) = newest {
-            hub.observe
-                .poller_lag(SystemTime::now().duration_since(newest).unwrap_or_default());
-        }
+        // Saved before the events go out: a watcher that saw an event can resume after it even
+        // if the gateway stops a moment later.
         if let Some(path) = &settings.state_file
             && let Err(error) = write_state_file(path, &position).await
         {
             tracing::warn!(path = %path.display(), error = %error, "could not save the setup watch cursor");
+        }
+        hub.publish(updates, position);
+        if let Some(newest) = newest {
+            hub.observe
+                .poller_lag(SystemTime::now().duration_since(newest).unwrap_or_default());
         }
     }
 
