@@ -316,10 +316,10 @@ async fn replicas_fall_back_to_their_local_share_while_redis_is_down_and_come_ba
     let mut slowest = Duration::ZERO;
     for _ in 0..40 {
         let started = Instant::now();
-        portal
-            .generate_link(link(&id))
-            .await
-            .expect("served while Redis hangs");
+        // Answered promptly either way: granted, or refused by the local share's quota.
+        if let Err(status) = portal.generate_link(link(&id)).await {
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        }
         slowest = slowest.max(started.elapsed());
     }
     redis.signal("CONT");

@@ -329,6 +329,7 @@ async fn a_message_that_cannot_be_decoded_is_invalid_argument_with_error_info() 
 async fn a_flood_of_unauthenticated_calls_is_summed_up_not_recorded_one_by_one() {
     let app = spawn_app().await;
     let anonymous = app.clients(crate::helpers::Credentials::default());
+    let started = std::time::Instant::now();
     for _ in 0..500 {
         let status = anonymous
             .portal
@@ -348,9 +349,12 @@ async fn a_flood_of_unauthenticated_calls_is_summed_up_not_recorded_one_by_one()
     crate::helpers::wait_until(|| async { summed() >= 500 }).await;
     let records = app.audit_records();
     assert_eq!(summed(), 500);
+    // One summary per interval (50 ms in the tests) at most, however many calls it holds:
+    // bounded by time, not by calls (a slow machine takes more intervals for the 500).
+    let intervals = started.elapsed().as_millis() / 50 + 2;
     assert!(
-        records.len() <= 10,
-        "{} records for 500 calls",
+        records.len() as u128 <= intervals.min(100),
+        "{} records for 500 calls over {intervals} intervals",
         records.len()
     );
     let summary = records
