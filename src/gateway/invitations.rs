@@ -73,14 +73,9 @@ impl Gateway {
         organization: OrganizationRef,
         email: &str,
     ) -> Result<String, Error> {
-        let invitee = invitee(call, email)?;
-        let organization_id = self
-            .authorize_contacts(call, Rpc::RemoveItContact, &organization, &[])
+        let (organization_id, contact) = self
+            .existing_contact(call, Rpc::RemoveItContact, &organization, email)
             .await?;
-        let contact = self
-            .find_contact(&mut call.upstream, &organization_id, &invitee)
-            .await?
-            .ok_or_else(|| contact_not_found(&invitee))?;
         self.workos
             .delete_it_contact(&mut call.upstream, &organization_id, &contact.id)
             .await
@@ -189,14 +184,9 @@ impl Gateway {
         organization: OrganizationRef,
         email: &str,
     ) -> Result<String, Error> {
-        let invitee = invitee(call, email)?;
-        let organization_id = self
-            .authorize_contacts(call, Rpc::RevokeInvitation, &organization, &[])
+        let (organization_id, contact) = self
+            .existing_contact(call, Rpc::RevokeInvitation, &organization, email)
             .await?;
-        let contact = self
-            .find_contact(&mut call.upstream, &organization_id, &invitee)
-            .await?
-            .ok_or_else(|| contact_not_found(&invitee))?;
         self.workos
             .revoke_invitation(&mut call.upstream, &organization_id, &contact.id)
             .await
@@ -204,6 +194,26 @@ impl Gateway {
                 Error::from(e).not_found_as("invitation", format!("it_contact/{}", contact.id))
             })?;
         Ok(contact.id)
+    }
+
+    /// The contact a call names by address, after authorizing the call for the organization;
+    /// NOT_FOUND when the organization has no such contact.
+    async fn existing_contact(
+        &self,
+        call: &mut Call,
+        rpc: Rpc,
+        organization: &OrganizationRef,
+        email: &str,
+    ) -> Result<(OrganizationId, ItContact), Error> {
+        let invitee = invitee(call, email)?;
+        let organization_id = self
+            .authorize_contacts(call, rpc, organization, &[])
+            .await?;
+        let contact = self
+            .find_contact(&mut call.upstream, &organization_id, &invitee)
+            .await?
+            .ok_or_else(|| contact_not_found(&invitee))?;
+        Ok((organization_id, contact))
     }
 
     /// Authorizes an IT-contact call for the organization (and each intent) and resolves it.
