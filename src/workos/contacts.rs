@@ -43,9 +43,6 @@ static REVOKE_INVITATION: Route = Route {
     delete: false,
 };
 
-/// Pages of contacts read at most: 1,000 contacts.
-const MAX_PAGES: usize = 10;
-
 #[derive(Debug, Deserialize)]
 struct ContactWire {
     id: String,
@@ -54,19 +51,6 @@ struct ContactWire {
     created_at: Option<String>,
     #[serde(default)]
     updated_at: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ContactListWire {
-    data: Vec<ContactWire>,
-    #[serde(default)]
-    list_metadata: Option<ListMetadataWire>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ListMetadataWire {
-    #[serde(default)]
-    after: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -127,27 +111,9 @@ impl Client {
         call: &mut Call,
         organization_id: &OrganizationId,
     ) -> Result<Vec<ItContact>, Error> {
-        let mut contacts = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut url = self.contacts_url(organization_id);
-            {
-                let mut pairs = url.query_pairs_mut();
-                pairs.append_pair("limit", "100");
-                if let Some(after) = &after {
-                    pairs.append_pair("after", after);
-                }
-            }
-            let answer = self.send(call, &LIST_CONTACTS, url, None, None).await?;
-            let page: ContactListWire = decode(&answer)?;
-            let full = page.data.len() == 100;
-            contacts.extend(page.data.into_iter().map(ItContact::from));
-            match page.list_metadata.and_then(|m| m.after) {
-                Some(next) if full => after = Some(next),
-                _ => break,
-            }
-        }
-        Ok(contacts)
+        let url = self.contacts_url(organization_id);
+        let wires: Vec<ContactWire> = self.list_all(call, &LIST_CONTACTS, &url).await?;
+        Ok(wires.into_iter().map(ItContact::from).collect())
     }
 
     /// `POST .../it_contacts`: adds the address. WorkOS answers 409 `it_contact_already_exists`

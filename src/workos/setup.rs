@@ -32,8 +32,8 @@ static AUDIT_LOG_CONFIGURATION: Route = Route::new(
 static LIST_EVENTS: Route = Route::new("GET /events", Family::Setup);
 static POLL_EVENTS: Route = Route::new("GET /events", Family::Events);
 
-/// Pages read at most for one organization's connections or directories: 1,000 objects, far
-/// more than an organization has; past it the answer is what was read.
+/// Pages read at most of one organization's connections, directories or IT contacts: 1,000
+/// objects, far more than an organization has; past it the answer is what was read.
 const MAX_PAGES: usize = 10;
 
 #[derive(Debug, Deserialize)]
@@ -216,12 +216,12 @@ impl EventWire {
 
 impl Client {
     /// Every page of a list of one organization's objects.
-    async fn list_all<T: serde::de::DeserializeOwned>(
+    /// Every page (up to 1,000 objects) of a WorkOS list; `base` carries the filters.
+    pub(super) async fn list_all<T: serde::de::DeserializeOwned>(
         &self,
         call: &mut Call,
         route: &'static Route,
         base: &url::Url,
-        organization_id: &OrganizationId,
     ) -> Result<Vec<T>, Error> {
         let mut all = Vec::new();
         let mut after: Option<String> = None;
@@ -229,7 +229,6 @@ impl Client {
             let mut url = base.clone();
             {
                 let mut pairs = url.query_pairs_mut();
-                pairs.append_pair("organization_id", organization_id.as_str());
                 pairs.append_pair("limit", "100");
                 pairs.append_pair("order", "desc");
                 if let Some(after) = &after {
@@ -254,10 +253,10 @@ impl Client {
         call: &mut Call,
         organization_id: &OrganizationId,
     ) -> Result<Vec<Connection>, Error> {
-        let url = self.inner.urls.connections.clone();
-        let wires: Vec<ConnectionWire> = self
-            .list_all(call, &LIST_CONNECTIONS, &url, organization_id)
-            .await?;
+        let mut url = self.inner.urls.connections.clone();
+        url.query_pairs_mut()
+            .append_pair("organization_id", organization_id.as_str());
+        let wires: Vec<ConnectionWire> = self.list_all(call, &LIST_CONNECTIONS, &url).await?;
         Ok(wires.into_iter().map(Connection::from).collect())
     }
 
@@ -267,10 +266,10 @@ impl Client {
         call: &mut Call,
         organization_id: &OrganizationId,
     ) -> Result<Vec<Directory>, Error> {
-        let url = self.inner.urls.directories.clone();
-        let wires: Vec<DirectoryWire> = self
-            .list_all(call, &LIST_DIRECTORIES, &url, organization_id)
-            .await?;
+        let mut url = self.inner.urls.directories.clone();
+        url.query_pairs_mut()
+            .append_pair("organization_id", organization_id.as_str());
+        let wires: Vec<DirectoryWire> = self.list_all(call, &LIST_DIRECTORIES, &url).await?;
         Ok(wires.into_iter().map(Directory::from).collect())
     }
 
