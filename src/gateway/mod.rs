@@ -276,13 +276,7 @@ impl Gateway {
     /// key again (the answer also clears the rejection health reports). Counted against the
     /// quota like any call. Returns whether WorkOS answered successfully.
     pub async fn probe_workos(&self) -> bool {
-        let mut upstream = workos::Call::new(workos::CallContext {
-            deadline: Instant::now() + std::time::Duration::from_secs(5),
-            caller: Arc::from(PROBE_CALLER),
-            caller_per_minute: None,
-            request_id: crate::domain::random_uuid(),
-            traceparent: None,
-        });
+        let mut upstream = self.own_call(PROBE_CALLER, std::time::Duration::from_secs(5));
         let query = crate::domain::ListQuery {
             limit: 1,
             cursor: None,
@@ -293,6 +287,18 @@ impl Gateway {
             .list_organizations(&mut upstream, &query)
             .await
             .is_ok()
+    }
+
+    /// A WorkOS call the gateway makes itself (the key probe, the setup poller, a watch's reads),
+    /// counted against the quota as `caller`, with a deadline `within` from now.
+    fn own_call(&self, caller: &str, within: std::time::Duration) -> workos::Call {
+        workos::Call::new(workos::CallContext {
+            deadline: Instant::now() + within,
+            caller: Arc::from(caller),
+            caller_per_minute: None,
+            request_id: crate::domain::random_uuid(),
+            traceparent: None,
+        })
     }
 
     /// Portal settings, for request validation at the edge.

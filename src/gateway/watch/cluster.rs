@@ -119,7 +119,7 @@ async fn poll_once(
         from,
         limit: 100,
     };
-    let mut upstream = gateway.own_call(POLLER_CALLER);
+    let mut upstream = gateway.own_call(POLLER_CALLER, super::OWN_CALL_WITHIN);
     let page = match gateway.workos.poll_events(&mut upstream, &query).await {
         Ok(page) => page,
         Err(error) => {

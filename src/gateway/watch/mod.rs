@@ -28,10 +28,10 @@ use crate::{
         setup::{IntentStatus, Position, SetupEvent, SetupStatus},
     },
     error::Error,
-    workos,
 };
 
 mod cluster;
+mod open;
 mod poller;
 mod settings;
 
@@ -39,7 +39,7 @@ pub use cluster::EventBus;
 
 pub use settings::{RawWatch, WatchSettings};
 
-use super::{Call, Gateway};
+use super::Gateway;
 
 /// The identity the poller's WorkOS calls count against in the quota.
 pub const POLLER_CALLER: &str = "portal-gateway:setup-poller";
@@ -333,12 +333,17 @@ pub struct Watch {
     /// For a watch that began with a snapshot: events recorded this long before it are already
     /// in it, and are not sent.
     skip_before: Option<SystemTime>,
+    /// When an idle watch next looks for a policy change.
+    recheck: tokio::time::Interval,
     _registration: Registration,
 }
 
 /// How far before a snapshot's read events still reach a watch that began with it: WorkOS's
 /// clock and this gateway's may differ a little.
 const SNAPSHOT_OVERLAP: Duration = Duration::from_secs(5);
+
+/// The deadline of a WorkOS call the watch makes on its own (a state read, a scope check).
+pub(super) const OWN_CALL_WITHIN: Duration = Duration::from_secs(10);
 
 /// How often an idle watch looks for a policy change.
 const RECHECK_EVERY: Duration = Duration::from_secs(2);
@@ -357,8 +362,6 @@ impl Watch {
     }
 
     async fn next_inner(&mut self) -> Result<WatchMessage, Error> {
-        let mut recheck = tokio::time::interval(RECHECK_EVERY);
-        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.still_allowed().await?;
             if let Some(message) = self.pending.pop_front() {
@@ -374,7 +377,7 @@ impl Watch {
                     }
                     Err(broadcast::error::RecvError::Closed) => return Err(Error::ShuttingDown),
                 },
-                _ = recheck.tick() => continue,
+                _ = self.recheck.tick() => continue,
             };
             if let Some(message) = self.message_for(update).await {
                 self.pending.push_back(message);
@@ -399,7 +402,7 @@ impl Watch {
                 .authorize(&self.caller, &request(Some(*intent)))
                 .into_result()?;
         }
-        let mut upstream = self.gateway.own_call(&self.caller);
+        let mut upstream = self.gateway.own_call(&self.caller, OWN_CALL_WITHIN);
         let organization = OrganizationRef::Id(self.organization_id.clone());
         self.gateway
             .authorize_organization(
@@ -440,7 +443,7 @@ impl Watch {
         {
             return *status;
         }
-        let mut upstream = self.gateway.own_call(&self.caller);
+        let mut upstream = self.gateway.own_call(&self.caller, OWN_CALL_WITHIN);
         let status = match self
             .gateway
             .read_setup(&mut upstream, &self.organization_id, &[intent])
@@ -454,161 +457,19 @@ impl Watch {
     }
 }
 
+/// The idle recheck's timer: first tick one interval from now.
+fn recheck_interval() -> tokio::time::Interval {
+    let mut recheck = tokio::time::interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck
+}
+
 /// The state of an intent whose WorkOS read failed.
 fn unreadable(intent: Intent) -> IntentStatus {
     IntentStatus {
         intent,
         state: crate::domain::setup::SetupState::Unknown,
         detail: "state_unavailable",
-    }
-}
-
-/// The error a watch waiting on another's snapshot read gets when that read failed.
-fn shared_failure(error: &Error) -> Option<Error> {
-    match error {
-        Error::Upstream(upstream) => Some(Error::Upstream(upstream.clone())),
-        Error::DeadlineExceeded => Some(Error::DeadlineExceeded),
-        Error::NotFound {
-            reason,
-            resource_type,
-            name,
-        } => Some(Error::NotFound {
-            reason,
-            resource_type,
-            name: name.clone(),
-        }),
-        _ => None,
-    }
-}
-
-impl Gateway {
-    /// `WatchSetup`: authorizes the caller like GetSetupStatus, counts the watch against the
-    /// caller's `max_watchers`, and opens it: the events after `resume`, or a snapshot first.
-    pub async fn watch_setup(
-        &self,
-        call: &mut Call,
-        organization: OrganizationRef,
-        intents: Vec<Intent>,
-        resume: Option<Position>,
-    ) -> Result<Watch, Error> {
-        let intents = self.authorize_setup(call, Rpc::WatchSetup, &organization, intents)?;
-        let acting_user = call.acting_user.clone();
-        let base = AccessRequest {
-            acting_user: acting_user.as_deref(),
-            ..AccessRequest::new(Rpc::WatchSetup)
-        };
-        let organization_id = self
-            .authorize_and_resolve(call, base, &organization)
-            .await?;
-        let limit = call
-            .policy
-            .rule_for(&call.caller.identity)
-            .map_or(0, |rule| rule.max_watchers);
-        let registration =
-            self.hub
-                .register(&call.caller.identity, organization_id.as_str(), limit)?;
-        let mut pending = VecDeque::new();
-        let opened = resume.as_ref().and_then(|from| self.hub.open(from));
-        let (replay, receiver) = match opened {
-            Some(opened) => opened,
-            None => {
-                let reason = if resume.is_some() {
-                    SnapshotReason::Resync
-                } else {
-                    SnapshotReason::Initial
-                };
-                let (status, position) = self
-                    .shared_snapshot(&mut call.upstream, &organization_id, &intents)
-                    .await?;
-                // The snapshot was read after `position`: replay from there. If even that is
-                // gone, the snapshot is as fresh as it gets and live updates follow.
-                let opened = self.hub.open(&position).unwrap_or_else(|| {
-                    let receiver = self.hub.updates.subscribe();
-                    (Vec::new(), receiver)
-                });
-                pending.push_back(WatchMessage::Snapshot {
-                    status,
-                    reason,
-                    position,
-                });
-                opened
-            }
-        };
-        let skip_before = match pending.front() {
-            Some(WatchMessage::Snapshot { status, .. }) => Some(status.read_at - SNAPSHOT_OVERLAP),
-            _ => None,
-        };
-        let mut watch = Watch {
-            pending,
-            receiver,
-            closing: self.hub.closing.subscribe(),
-            organization_id,
-            intents,
-            gateway: self.clone(),
-            caller: Arc::from(call.caller.identity.as_str()),
-            acting_user: call.acting_user.clone(),
-            policy: call.policy.clone(),
-            statuses: HashMap::new(),
-            skip_before,
-            _registration: registration,
-        };
-        for update in replay {
-            if let Some(message) = watch.message_for(update).await {
-                watch.pending.push_back(message);
-            }
-        }
-        Ok(watch)
-    }
-
-    /// A status snapshot and the position it was read after, shared by watches opening on the
-    /// same organization and intents within a second.
-    async fn shared_snapshot(
-        &self,
-        upstream: &mut workos::Call,
-        organization_id: &OrganizationId,
-        intents: &[Intent],
-    ) -> Result<(Arc<SetupStatus>, Position), Error> {
-        let mask = intents
-            .iter()
-            .fold(0u8, |mask, intent| mask | 1 << (*intent as u8));
-        let key = (organization_id.as_str().to_owned(), mask);
-        let mut own = upstream.fork();
-        let read = async {
-            let position = self.hub.position();
-            let status = self.read_setup(&mut own, organization_id, intents).await?;
-            Ok::<_, Error>(Arc::new((Arc::new(status), position)))
-        };
-        let shared = self.hub.snapshots.try_get_with(key, read).await;
-        upstream.join(own);
-        match shared {
-            Ok(shared) => Ok((shared.0.clone(), shared.1.clone())),
-            // The read that failed was this call's own, or one it waited on: WorkOS's answer
-            // now either way, shared rather than asked again by every waiter.
-            Err(error) if shared_failure(&error).is_some() => {
-                Err(shared_failure(&error).unwrap_or(Error::DeadlineExceeded))
-            }
-            Err(_) => {
-                let position = self.hub.position();
-                let status = self.read_setup(upstream, organization_id, intents).await?;
-                Ok((Arc::new(status), position))
-            }
-        }
-    }
-
-    /// A WorkOS call as the gateway itself (or on a watcher's behalf), with a fresh deadline.
-    fn own_call(&self, caller: &str) -> workos::Call {
-        workos::Call::new(workos::CallContext {
-            deadline: tokio::time::Instant::now() + Duration::from_secs(10),
-            caller: Arc::from(caller),
-            caller_per_minute: None,
-            request_id: crate::domain::random_uuid(),
-            traceparent: None,
-        })
-    }
-
-    /// Ends every open watch with SHUTTING_DOWN, so watchers resume on another replica.
-    pub fn close_watches(&self) {
-        self.hub.close();
     }
 }
 

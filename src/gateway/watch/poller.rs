@@ -53,7 +53,7 @@ impl Gateway {
                 from: hub.position(),
                 limit: 100,
             };
-            let mut upstream = self.own_call(POLLER_CALLER);
+            let mut upstream = self.own_call(POLLER_CALLER, super::OWN_CALL_WITHIN);
             let page = self.workos.poll_events(&mut upstream, &query).await;
             let (had_events, full) = match page {
                 Ok(page) if page.len == 0 => {
@@ -168,7 +168,7 @@ impl Gateway {
             let Ok(id) = OrganizationId::parse(org) else {
                 return None;
             };
-            let mut upstream = self.own_call(POLLER_CALLER);
+            let mut upstream = self.own_call(POLLER_CALLER, super::OWN_CALL_WITHIN);
             match intent {
                 // No REST state: the event itself is the signal, applied per event below.
                 Intent::CertificateRenewal | Intent::BringYourOwnKey => None,

@@ -53,6 +53,7 @@ fn watch(gateway: &Gateway, caller: &str, from: &Position) -> Result<Watch, Erro
         policy: gateway.policy.current(),
         statuses: std::collections::HashMap::new(),
         skip_before: None,
+        recheck: super::recheck_interval(),
         _registration: registration,
     })
     .map(|mut watch| {
