@@ -141,7 +141,8 @@ lease_ttl = "1s"
     spawn_app_with_admin(TestEmulator::start().await, &config).await
 }
 
-pub(crate) async fn metric(admin: SocketAddr, name: &str) -> Option<f64> {
+/// A metric's value from a replica's admin port (`host:port`).
+pub(crate) async fn metric(admin: impl std::fmt::Display, name: &str) -> Option<f64> {
     let text = reqwest::get(format!("http://{admin}/metrics"))
         .await
         .ok()?

@@ -13,7 +13,7 @@ use serde_json::json;
 use tonic::{Streaming, metadata::MetadataValue, transport::Channel};
 
 use crate::{
-    cluster::Redis,
+    cluster::{Redis, metric},
     helpers::{ADMIN_TOKEN, TestEmulator, digest, temp_path, wait_until},
     tools::{Stdout, start_process, wait_for_line},
 };
@@ -92,19 +92,6 @@ fn start_process_with_key(path: &std::path::Path) -> (tokio::process::Child, Std
             &path,
         ],
     )
-}
-
-async fn metric(admin: &str, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// The live replicas that say they hold the poller lease.
