@@ -45,7 +45,7 @@ async fn rpc_spans_join_the_callers_trace_and_are_exported() {
     std::fs::write(
         &config,
         format!(
-            "[workos]\nbase_url = {emulator_url:?}\n[server]\ndrain_delay = \"0s\"\n[auth]\ntokens = [{{ identity = \"t\", sha256 = \"{digest}\" }}]\n[[policy.callers]]\nname = \"t\"\nidentities = [\"t\"]\norganizations = [\"*\"]\n"
+            "[workos]\nbase_url = {emulator_url:?}\n[server]\ndrain_delay = \"0s\"\n[auth]\ntokens = [{{ identity = \"t\", sha256 = \"{digest}\" }}]\n[[policy.callers]]\nname = \"t\"\nidentities = [\"token:t\"]\nrpcs = [\"*\"]\nintents = [\"*\"]\norganizations = [\"*\"]\n"
         ),
     )
     .expect("config");

@@ -6,6 +6,10 @@
 //!    `l5d-client-id` from Linkerd), believed only when the TCP peer is a trusted proxy;
 //! 3. `authorization: Bearer <token>`: a JWT verified against a JWKS, or a static token whose
 //!    SHA-256 digest is configured (compared in constant time; the token itself is never kept).
+//!
+//! **Invariant:** an identity carries its proof in its name (`token:`, `jwt:`, `spiffe://`,
+//! `linkerd:`), so what one proof establishes can never be mistaken for what another does: a JWT
+//! whose subject is `admin` is `jwt:admin`, never the static token identity `token:admin`.
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -44,10 +48,48 @@ impl Proof {
     }
 }
 
+/// The prefixes that name an identity's proof, as policies write them.
+pub const IDENTITY_PREFIXES: [&str; 4] = [TOKEN_PREFIX, JWT_PREFIX, "spiffe://", LINKERD_PREFIX];
+/// A static token's identity: `token:<name>`.
+pub const TOKEN_PREFIX: &str = "token:";
+/// A JWT's identity: `jwt:<sub>`.
+pub const JWT_PREFIX: &str = "jwt:";
+/// A Linkerd identity: `linkerd:<l5d-client-id>`.
+pub const LINKERD_PREFIX: &str = "linkerd:";
+
+/// Checks an identity as a policy names it: a proof prefix, then a non-empty name without
+/// whitespace or control characters.
+pub fn check_identity(identity: &str) -> Result<(), String> {
+    let Some(name) = IDENTITY_PREFIXES
+        .iter()
+        .find_map(|prefix| identity.strip_prefix(prefix))
+    else {
+        return Err(format!(
+            "{identity:?} does not say how it is proven: write \"token:{identity}\" for a static \
+             token, \"jwt:{identity}\" for a JWT subject, a spiffe:// id, or \"linkerd:<id>\""
+        ));
+    };
+    if name.is_empty() {
+        return Err(format!("{identity:?} names nobody after its prefix"));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{identity:?} contains whitespace or control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// A static token's identity from its configured name, which may already carry `token:`.
+pub fn token_identity(name: &str) -> String {
+    let name = name.strip_prefix(TOKEN_PREFIX).unwrap_or(name);
+    format!("{TOKEN_PREFIX}{name}")
+}
+
 /// A proven caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// The identity the policy knows it by.
+    /// The identity the policy knows it by, with its proof's prefix (`token:billing`).
     pub identity: String,
     /// How it was proven.
     pub proof: Proof,
@@ -350,7 +392,7 @@ fn describe(error: &dyn std::error::Error) -> String {
 /// A static token: its SHA-256 digest and the identity it proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenDigest {
-    /// The identity.
+    /// The identity, `token:<name>` (see [`token_identity`]).
     pub identity: String,
     /// SHA-256 of the token.
     pub sha256: [u8; 32],
@@ -430,7 +472,7 @@ impl Authenticator {
                     ));
                 }
                 return Ok(Caller {
-                    identity: identity.clone(),
+                    identity: format!("{LINKERD_PREFIX}{identity}"),
                     proof: Proof::LinkerdIdentity,
                 });
             }
@@ -451,9 +493,9 @@ impl Authenticator {
         if let Some(jwt) = &self.jwt
             && token.split('.').count() == 3
         {
-            let identity = jwt.verify(token).await?;
+            let subject = jwt.verify(token).await?;
             return Ok(Caller {
-                identity,
+                identity: format!("{JWT_PREFIX}{subject}"),
                 proof: Proof::Jwt,
             });
         }

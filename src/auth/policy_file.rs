@@ -80,6 +80,12 @@ pub fn read_policy(source: &PolicySource) -> Result<(Policy, Option<String>), Co
     let text = std::fs::read_to_string(&source.path).map_err(|e| ConfigError {
         problems: vec![format!("policy file {name}: cannot be read: {e}")],
     })?;
+    let what = if source.dedicated {
+        "policy file"
+    } else {
+        "config file"
+    };
+    check_whole(what, &name, &text)?;
     let flat = |e: toml::de::Error| crate::config::describe_toml_error(&text, &e);
     let (raw, prefix) = if source.dedicated {
         let raw: RawPolicy = toml::from_str(&text).map_err(|e| ConfigError {
@@ -102,6 +108,21 @@ pub fn read_policy(source: &PolicySource) -> Result<(Policy, Option<String>), Co
             problems: problems.into_problems(),
         })
     }
+}
+
+/// Refuses a file that does not end with a line break: whoever wrote it has not finished, or it
+/// was cut short, and its last rule may have lost the lines that narrow it. The rules in force
+/// stay until it is written whole.
+pub fn check_whole(what: &str, name: &str, text: &str) -> Result<(), ConfigError> {
+    if text.is_empty() || text.ends_with('\n') {
+        return Ok(());
+    }
+    Err(ConfigError {
+        problems: vec![format!(
+            "{what} {name}: does not end with a line break, so it may be cut short; write it \
+             whole (to a new file, then rename it over the old one)"
+        )],
+    })
 }
 
 fn names_to_set<T: Ord + Copy>(
@@ -152,37 +173,51 @@ pub fn policy_from_raw(
         if caller.identities.is_empty() {
             problems.push(format!("{at}.identities: must list at least one identity"));
         }
-        for identity in &caller.identities {
-            if identity.trim().is_empty() {
-                problems.push(format!(
-                    "{at}.identities: must not contain an empty identity"
-                ));
+        for (j, identity) in caller.identities.iter().enumerate() {
+            if let Err(why) = crate::auth::identity::check_identity(identity) {
+                problems.push(format!("{at}.identities[{j}]: {why}"));
             } else if !seen_identities.insert(identity.clone()) {
                 problems.push(format!(
-                    "{at}.identities: {identity:?} already belongs to another rule"
+                    "{at}.identities[{j}]: {identity:?} already belongs to another rule"
                 ));
             }
         }
-        let rpcs = caller.rpcs.map(|names| {
-            names_to_set(
+        // Every dimension that narrows a rule is written out, "*" included: a rule that lost a
+        // line (a file cut short while being written) is refused instead of allowing more.
+        let rpcs = match caller.rpcs {
+            None => {
+                problems.push(format!(
+                    "{at}.rpcs: required; list method names, or \"*\" for all"
+                ));
+                Some(BTreeSet::new())
+            }
+            Some(names) if names.iter().any(|n| n == "*") && names.len() == 1 => None,
+            Some(names) => Some(names_to_set(
                 problems,
                 &format!("{at}.rpcs"),
                 &names,
                 &Rpc::ALL,
                 Rpc::from_name,
                 "RPC",
-            )
-        });
-        let intents = caller.intents.map(|names| {
-            names_to_set(
+            )),
+        };
+        let intents = match caller.intents {
+            None => {
+                problems.push(format!(
+                    "{at}.intents: required; list intents, [] for none, or \"*\" for all"
+                ));
+                Some(BTreeSet::new())
+            }
+            Some(names) if names.iter().any(|n| n == "*") && names.len() == 1 => None,
+            Some(names) => Some(names_to_set(
                 problems,
                 &format!("{at}.intents"),
                 &names,
                 &Intent::ALL,
                 Intent::from_workos_name,
                 "intent",
-            )
-        });
+            )),
+        };
         let organizations = match caller.organizations {
             None => {
                 problems.push(format!(
@@ -282,4 +317,118 @@ fn invite_domains(
         }
     }
     domains
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A policy file as an operator might write it: the narrow rule last, the keys that narrow
+    /// it most at its end.
+    const FILE: &str = r#"reload_interval = "2s"
+
+[[callers]]
+name = "support"
+identities = ["token:support"]
+rpcs = ["*"]
+intents = ["*"]
+organizations = ["*"]
+
+[[callers]]
+name = "billing"
+identities = ["jwt:system:serviceaccount:billing:billing"]
+organizations = ["external:cust-*"]
+return_origins = ["https://billing.example.com/settings"]
+rpcs = ["GenerateLink", "GetOrganization"]
+intents = ["sso"]
+"#;
+
+    fn read(text: &str) -> Result<Policy, ConfigError> {
+        let path = std::env::temp_dir().join(format!(
+            "portal-gateway-policy-cut-{}-{}.toml",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).expect("write");
+        let result = read_policy(&PolicySource {
+            path: path.clone(),
+            dedicated: true,
+            allow_http_loopback: false,
+        });
+        let _ = std::fs::remove_file(&path);
+        result.map(|(policy, _)| policy)
+    }
+
+    #[test]
+    fn a_file_cut_short_anywhere_never_allows_more_than_the_whole_file() {
+        let whole = read(FILE).expect("the whole file");
+        let mut accepted = 0;
+        for cut in 0..FILE.len() {
+            let Ok(policy) = read(&FILE[..cut]) else {
+                continue;
+            };
+            accepted += 1;
+            for rule in &policy.rules {
+                let full = whole
+                    .rules
+                    .iter()
+                    .find(|r| r.name == rule.name)
+                    .expect("a rule of the whole file");
+                assert_eq!(
+                    (
+                        &rule.identities,
+                        &rule.rpcs,
+                        &rule.intents,
+                        &rule.organizations
+                    ),
+                    (
+                        &full.identities,
+                        &full.rpcs,
+                        &full.intents,
+                        &full.organizations
+                    ),
+                    "cut at byte {cut}: {:?}",
+                    &FILE[..cut]
+                );
+            }
+        }
+        // Only the cuts at the end of a whole rule (or before any) are accepted.
+        assert!(accepted >= 2, "{accepted}");
+    }
+
+    #[test]
+    fn an_unfinished_last_line_is_named_and_refused() {
+        let cut = &FILE[..FILE.len() - 1];
+        let error = read(cut).expect_err("no line break at the end");
+        assert!(
+            error.to_string().contains("does not end with a line break"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn identities_must_say_how_they_are_proven() {
+        let text = FILE.replace("\"token:support\"", "\"support\"");
+        let error = read(&text).expect_err("a bare identity");
+        assert!(
+            error
+                .to_string()
+                .contains("callers[0].identities[0]: \"support\" does not say how it is proven"),
+            "{error}"
+        );
+        for fine in [
+            "token:a",
+            "jwt:system:serviceaccount:a:b",
+            "spiffe://td/ns/a",
+            "linkerd:a.b",
+        ] {
+            assert!(
+                crate::auth::identity::check_identity(fine).is_ok(),
+                "{fine}"
+            );
+        }
+        for bad in ["token:", "jwt:a b", "admin", "spiffe:/td", "linkerd:\u{7}"] {
+            assert!(crate::auth::identity::check_identity(bad).is_err(), "{bad}");
+        }
+    }
 }

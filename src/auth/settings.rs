@@ -198,11 +198,12 @@ fn auth_settings(problems: &mut Problems, raw: RawAuth, tls: Option<RawTls>) -> 
     let mut tokens = Vec::with_capacity(raw.tokens.len());
     for (i, token) in raw.tokens.iter().enumerate() {
         let at = format!("auth.tokens[{i}]");
-        if token.identity.trim().is_empty() {
-            problems.push(format!("{at}.identity: must not be empty"));
+        let identity = crate::auth::identity::token_identity(&token.identity);
+        if let Err(why) = crate::auth::identity::check_identity(&identity) {
+            problems.push(format!("{at}.identity: {why}"));
         }
         match decode_hex32(&token.sha256) {
-            Some(sha256) => tokens.push(TokenDigest { identity: token.identity.clone(), sha256 }),
+            Some(sha256) => tokens.push(TokenDigest { identity, sha256 }),
             None => problems.push(format!(
                 "{at}.sha256: must be the 64-hex-digit SHA-256 of the token (never the token itself)"
             )),

@@ -147,6 +147,7 @@ impl Config {
                 path.display()
             )],
         })?;
+        policy_file::check_whole("config file", &path.display().to_string(), &text)?;
         let mut config = Self::load(&text, env)?;
         if config.policy_source.is_none() && policy_file::text_has_policy(&text) {
             config.policy_source = Some(PolicySource {
@@ -312,7 +313,7 @@ impl Config {
 }
 
 /// The identity `dev` gives its development token.
-pub const DEVELOPMENT_IDENTITY: &str = "dev";
+pub const DEVELOPMENT_IDENTITY: &str = "token:dev";
 /// The development bearer token: `authorization: Bearer dev`.
 pub const DEVELOPMENT_TOKEN: &str = "dev";
 

@@ -189,14 +189,14 @@ algorithms = ["HS256"]
 trusted_proxies = ["10.0.0.0/33"]
 [[policy.callers]]
 name = "billing"
-identities = ["billing"]
+identities = ["token:billing"]
 rpcs = ["GenerateLink", "MintEverything"]
 intents = ["sso", "payroll"]
 organizations = ["org_nope", "external:"]
 return_origins = ["http://billing.example.com", "https://billing.example.com/?x=1"]
 [[policy.callers]]
 name = "billing"
-identities = ["billing"]
+identities = ["billing", "token:billing"]
 "#;
     let error =
         Config::load(text, env(&[("WORKOS_API_KEY", "sk_test_abcdef")])).expect_err("invalid");
@@ -213,7 +213,10 @@ identities = ["billing"]
         "policy.callers[0].return_origins[0]:",
         "policy.callers[0].return_origins[1]:",
         "policy.callers[1].name:",
-        "policy.callers[1].identities:",
+        "policy.callers[1].identities[0]: \"billing\" does not say how it is proven",
+        "policy.callers[1].identities[1]: \"token:billing\" already belongs to another rule",
+        "policy.callers[1].rpcs: required",
+        "policy.callers[1].intents: required",
         "policy.callers[1].organizations: required",
     ];
     for problem in expected {

@@ -504,6 +504,15 @@ pub(crate) fn check_access(
         &req.success_url,
         allow_http_loopback,
     );
+    let identity = (!req.identity.is_empty())
+        .then(|| {
+            invalid.check(
+                "identity",
+                crate::auth::identity::check_identity(&req.identity),
+            )
+        })
+        .flatten()
+        .map(|()| req.identity);
     invalid.into_result()?;
     Ok(crate::gateway::AccessCheck {
         rpc: rpc.ok_or_default()?,
@@ -512,7 +521,7 @@ pub(crate) fn check_access(
         return_url,
         success_url,
         acting_user: (!req.acting_user.is_empty()).then_some(req.acting_user),
-        identity: (!req.identity.is_empty()).then_some(req.identity),
+        identity,
     })
 }
 

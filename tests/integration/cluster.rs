@@ -134,7 +134,7 @@ lease_ttl = "1s"
     ));
     for caller in ["a", "b", "c"] {
         config.push_str(&format!(
-            "\n[[policy.callers]]\nname = \"{caller}\"\nidentities = [\"{caller}\"]\norganizations = [\"*\"]\n"
+            "\n[[policy.callers]]\nname = \"{caller}\"\nidentities = [\"token:{caller}\"]\nrpcs = [\"*\"]\nintents = [\"*\"]\norganizations = [\"*\"]\n"
         ));
     }
     // Each replica gets a stand-in emulator of its own (unused); all talk to `workos`.

@@ -57,7 +57,9 @@ file = {audit:?}
 tokens = [{{ identity = "admin", sha256 = "{digest}" }}]
 [[policy.callers]]
 name = "admin"
-identities = ["admin"]
+identities = ["token:admin"]
+rpcs = ["*"]
+intents = ["*"]
 organizations = ["*"]
 "#,
         url = workos.url,

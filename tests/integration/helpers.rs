@@ -252,7 +252,9 @@ poll_max_interval = "100ms"
 tokens = [{tokens}]
 [[policy.callers]]
 name = "admin"
-identities = ["admin"]
+identities = ["token:admin"]
+rpcs = ["*"]
+intents = ["*"]
 organizations = ["*"]
 return_origins = ["*"]
 "#,

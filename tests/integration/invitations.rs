@@ -32,24 +32,31 @@ async fn app() -> TestApp {
         r#"
 [[policy.callers]]
 name = "verified"
-identities = ["verified"]
+identities = ["token:verified"]
+rpcs = ["*"]
+intents = ["*"]
 organizations = ["*"]
 invite_email_domains = ["organization"]
 
 [[policy.callers]]
 name = "listed"
-identities = ["listed"]
+identities = ["token:listed"]
+rpcs = ["*"]
+intents = ["*"]
 organizations = ["*"]
 invite_email_domains = ["acme.example", "*.acme.example"]
 
 [[policy.callers]]
 name = "nobody"
-identities = ["nobody"]
+identities = ["token:nobody"]
+rpcs = ["*"]
+intents = ["*"]
 organizations = ["*"]
 
 [[policy.callers]]
 name = "inviter"
-identities = ["inviter"]
+identities = ["token:inviter"]
+intents = ["*"]
 rpcs = ["InviteItContact"]
 organizations = ["*"]
 invite_email_domains = ["acme.example"]

@@ -11,6 +11,7 @@ mod emulator_invites;
 mod emulator_setup;
 mod gateway;
 mod helpers;
+mod identities;
 mod invitations;
 mod limits;
 mod manifests;

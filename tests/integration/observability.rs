@@ -99,15 +99,15 @@ async fn metrics_count_a_scripted_mix_of_calls() {
         );
     };
     expect(
-        r#"portal_gateway_rpc_requests_total{method="CreateOrganization",caller="admin",code="OK"}"#,
+        r#"portal_gateway_rpc_requests_total{method="CreateOrganization",caller="token:admin",code="OK"}"#,
         1.0,
     );
     expect(
-        r#"portal_gateway_rpc_requests_total{method="GenerateLink",caller="admin",code="OK"}"#,
+        r#"portal_gateway_rpc_requests_total{method="GenerateLink",caller="token:admin",code="OK"}"#,
         2.0,
     );
     expect(
-        r#"portal_gateway_rpc_requests_total{method="ListOrganizations",caller="admin",code="OK"}"#,
+        r#"portal_gateway_rpc_requests_total{method="ListOrganizations",caller="token:admin",code="OK"}"#,
         1.0,
     );
     expect(
@@ -119,7 +119,7 @@ async fn metrics_count_a_scripted_mix_of_calls() {
         1.0,
     );
     expect(
-        r#"portal_gateway_rpc_duration_seconds_count{method="GenerateLink",caller="admin"}"#,
+        r#"portal_gateway_rpc_duration_seconds_count{method="GenerateLink",caller="token:admin"}"#,
         2.0,
     );
     expect(

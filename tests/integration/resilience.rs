@@ -331,7 +331,7 @@ async fn a_mint_whose_caller_goes_away_is_still_audited() {
         .find(|r| r["rpc"] == "GenerateLink")
         .expect("the record");
     assert_eq!(record["organization_id"], id.as_str());
-    assert_eq!(record["caller"], "admin");
+    assert_eq!(record["caller"], "token:admin");
 }
 
 #[tokio::test]
@@ -694,8 +694,7 @@ async fn after_a_rejected_key_health_heals_by_probing_without_any_traffic() {
 async fn r12_the_quota_holds_workos_to_its_rate_and_shares_it_fairly() {
     let emulator = TestEmulator::start().await;
     let extra = "[workos.cache]\nttl = \"0s\"\n[workos.quota]\nrequests_per_minute = 600\nburst = 5\ndeletes_per_minute = 50\n";
-    let rule =
-        "[[policy.callers]]\nname = \"other\"\nidentities = [\"other\"]\norganizations = [\"*\"]\n";
+    let rule = "[[policy.callers]]\nname = \"other\"\nidentities = [\"token:other\"]\nrpcs = [\"*\"]\nintents = [\"*\"]\norganizations = [\"*\"]\n";
     let config = config_with_tokens(&emulator.url, &[("other", "other-token")]) + rule + extra;
     let app = spawn_app_with(emulator, &config, API_KEY).await;
     // Each caller reads its own organization, so no lookup is shared between them.
@@ -937,7 +936,7 @@ async fn the_gateways_own_changes_invalidate_the_cache() {
 #[tokio::test]
 async fn a_callers_own_quota_from_the_policy_is_enforced() {
     let emulator = TestEmulator::start().await;
-    let rule = "[[policy.callers]]\nname = \"metered\"\nidentities = [\"metered\"]\norganizations = [\"*\"]\nrequests_per_minute = 60\n";
+    let rule = "[[policy.callers]]\nname = \"metered\"\nidentities = [\"token:metered\"]\nrpcs = [\"*\"]\nintents = [\"*\"]\norganizations = [\"*\"]\nrequests_per_minute = 60\n";
     let config =
         config_with_tokens(&emulator.url, &[("metered", "metered-token")]) + rule + NO_CACHE;
     let app = spawn_app_with(emulator, &config, API_KEY).await;
@@ -962,7 +961,7 @@ async fn a_callers_own_quota_from_the_policy_is_enforced() {
         .violations[0]
         .subject
         .clone();
-    assert_eq!(subject, "caller:metered");
+    assert_eq!(subject, "caller:token:metered");
     app.orgs
         .clone()
         .get_organization(get(&id, None))

@@ -157,7 +157,7 @@ fn matrix_config(emulator_url: &str) -> String {
     let mut config = config_with_tokens(emulator_url, &tokens);
     for rpc in RPCS {
         config.push_str(&format!(
-            "[[policy.callers]]\nname = \"only-{rpc}\"\nidentities = [\"only-{rpc}\"]\nrpcs = [\"{rpc}\"]\norganizations = [\"*\"]\nreturn_origins = [\"*\"]\n"
+            "[[policy.callers]]\nname = \"only-{rpc}\"\nidentities = [\"token:only-{rpc}\"]\nintents = [\"*\"]\nrpcs = [\"{rpc}\"]\norganizations = [\"*\"]\nreturn_origins = [\"*\"]\n"
         ));
     }
     config
@@ -285,7 +285,10 @@ async fn the_identity_matrix_equals_the_policy_for_every_rpc() {
     let allowed_mutations: Vec<&str> = records
         .iter()
         .filter(|r| {
-            r["outcome"] == "OK" && r["caller"].as_str().is_some_and(|c| c.starts_with("only-"))
+            r["outcome"] == "OK"
+                && r["caller"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("token:only-"))
         })
         .filter_map(|r| r["rpc"].as_str())
         .collect();
@@ -310,7 +313,7 @@ fn restricted_config(emulator_url: &str, extra_tokens: &[(&str, &str)], rules: &
 const BILLING_RULE: &str = r#"
 [[policy.callers]]
 name = "billing"
-identities = ["billing"]
+identities = ["token:billing"]
 rpcs = ["GenerateLink", "GetOrganization", "RevokeLinks", "ListOrganizations", "UpdateOrganization", "CheckAccess"]
 intents = ["sso", "dsync"]
 organizations = ["external:acme-*"]
@@ -489,7 +492,7 @@ async fn restricted_callers_get_the_precise_denial() {
         answer.explanation
     );
     let other = proto::CheckAccessRequest {
-        identity: "admin".into(),
+        identity: "token:admin".into(),
         ..check("DeleteOrganization", &globex, Intent::Unspecified)
     };
     let answer = access
@@ -497,7 +500,7 @@ async fn restricted_callers_get_the_precise_denial() {
         .await
         .expect("billing may check others")
         .into_inner();
-    assert!(answer.allowed && answer.identity == "admin");
+    assert!(answer.allowed && answer.identity == "token:admin");
 }
 
 #[tokio::test]
@@ -506,7 +509,9 @@ async fn hostile_return_urls_are_invalid_argument_unless_exactly_allowed() {
     let rule = r#"
 [[policy.callers]]
 name = "app"
-identities = ["app"]
+identities = ["token:app"]
+rpcs = ["*"]
+intents = ["*"]
 organizations = ["*"]
 return_origins = ["https://app.example.com/settings", "https://admin.example.com:8443"]
 "#;
@@ -637,7 +642,8 @@ trusted_proxies = ["127.0.0.1/32", "::1"]
 trust_domain = "cluster.local"
 [[policy.callers]]
 name = "billing"
-identities = ["spiffe://cluster.local/ns/billing/sa/billing", "billing.billing.serviceaccount.identity.linkerd.cluster.local"]
+identities = ["spiffe://cluster.local/ns/billing/sa/billing", "linkerd:billing.billing.serviceaccount.identity.linkerd.cluster.local"]
+intents = ["*"]
 rpcs = ["ListIntents"]
 organizations = ["*"]
 "#;
@@ -766,7 +772,7 @@ async fn client_certificates_prove_a_single_spiffe_id_when_the_gateway_terminate
         write("server.key", &server_key),
         write("ca.pem", &pki.ca_pem)
     );
-    let rule = "[[policy.callers]]\nname = \"billing\"\nidentities = [\"spiffe://cluster.local/ns/billing/sa/billing\"]\nrpcs = [\"ListIntents\"]\norganizations = [\"*\"]\n";
+    let rule = "[[policy.callers]]\nname = \"billing\"\nidentities = [\"spiffe://cluster.local/ns/billing/sa/billing\"]\nintents = [\"*\"]\nrpcs = [\"ListIntents\"]\norganizations = [\"*\"]\n";
     let config = format!("{}{rule}{tls}", base_config(&emulator.url));
     let app = spawn_app_with_tls(emulator, &config).await;
     let connect = |cert: (String, String)| {
@@ -843,14 +849,14 @@ async fn spawn_app_with_tls(
 }
 
 /// An EC P-256 signing key and its JWK.
-struct JwtKey {
-    key: EncodingKey,
-    jwk: Value,
+pub(crate) struct JwtKey {
+    pub(crate) key: EncodingKey,
+    pub(crate) jwk: Value,
     public_pem: String,
     kid: String,
 }
 
-fn jwt_key(kid: &str) -> JwtKey {
+pub(crate) fn jwt_key(kid: &str) -> JwtKey {
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let key = EncodingKey::from_ec_der(&pair.serialize_der());
     let raw = pair.public_key_raw();
@@ -873,11 +879,11 @@ fn now() -> u64 {
         .as_secs()
 }
 
-fn claims(sub: &str) -> Value {
+pub(crate) fn claims(sub: &str) -> Value {
     json!({ "sub": sub, "iss": "https://kubernetes.default.svc", "aud": "portal-gateway", "exp": now() + 600, "iat": now() })
 }
 
-fn sign(key: &JwtKey, claims: &Value) -> String {
+pub(crate) fn sign(key: &JwtKey, claims: &Value) -> String {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&header, claims, &key.key).expect("sign")
@@ -895,11 +901,11 @@ const SERVICE_ACCOUNT: &str = "system:serviceaccount:billing:billing";
 
 fn jwt_rule() -> String {
     format!(
-        "[[policy.callers]]\nname = \"billing\"\nidentities = [\"{SERVICE_ACCOUNT}\"]\nrpcs = [\"ListIntents\"]\norganizations = [\"*\"]\n"
+        "[[policy.callers]]\nname = \"billing\"\nidentities = [\"jwt:{SERVICE_ACCOUNT}\"]\nintents = [\"*\"]\nrpcs = [\"ListIntents\"]\norganizations = [\"*\"]\n"
     )
 }
 
-fn jwt_config(emulator_url: &str, jwks: &str) -> String {
+pub(crate) fn jwt_config(emulator_url: &str, jwks: &str) -> String {
     let auth = format!(
         "[auth.jwt]\n{jwks}\nissuer = \"https://kubernetes.default.svc\"\naudience = \"portal-gateway\"\nalgorithms = [\"ES256\"]\nleeway = \"5s\"\nrefresh_interval = \"60s\"\n"
     );
@@ -1124,7 +1130,7 @@ async fn audit_records_each_mint_mutation_and_denial_without_secrets() {
     let mint = &records[1];
     assert_eq!(mint["rpc"], "GenerateLink");
     assert_eq!(mint["outcome"], "OK");
-    assert_eq!(mint["caller"], "billing");
+    assert_eq!(mint["caller"], "token:billing");
     assert_eq!(mint["proof"], "static_token");
     assert_eq!(mint["acting_user"], "it-admin@acme.example");
     assert_eq!(mint["organization_id"], acme.as_str());
@@ -1163,8 +1169,7 @@ async fn audit_records_each_mint_mutation_and_denial_without_secrets() {
 #[tokio::test]
 async fn same_request_id_from_two_callers_creates_two_organizations() {
     let emulator = TestEmulator::start().await;
-    let rule =
-        "[[policy.callers]]\nname = \"other\"\nidentities = [\"other\"]\norganizations = [\"*\"]\n";
+    let rule = "[[policy.callers]]\nname = \"other\"\nidentities = [\"token:other\"]\nrpcs = [\"*\"]\nintents = [\"*\"]\norganizations = [\"*\"]\n";
     let config = restricted_config(&emulator.url, &[("other", "other-token")], rule);
     let app = spawn_app_with(emulator, &config, API_KEY).await;
     let request = proto::CreateOrganizationRequest {
@@ -1192,7 +1197,7 @@ async fn same_request_id_from_two_callers_creates_two_organizations() {
 #[tokio::test]
 async fn policy_files_reload_on_change_and_bad_ones_are_refused() {
     let policy_path = temp_path("policy.toml");
-    let admin_rule = "reload_interval = \"50ms\"\n[[callers]]\nname = \"admin\"\nidentities = [\"admin\"]\norganizations = [\"*\"]\n";
+    let admin_rule = "reload_interval = \"50ms\"\n[[callers]]\nname = \"admin\"\nidentities = [\"token:admin\"]\nrpcs = [\"*\"]\nintents = [\"*\"]\norganizations = [\"*\"]\n";
     std::fs::write(&policy_path, admin_rule).expect("policy");
     let emulator = TestEmulator::start().await;
     // The same configuration, with the inline policy replaced by a reloadable policy file.
@@ -1213,11 +1218,11 @@ async fn policy_files_reload_on_change_and_bad_ones_are_refused() {
         Code::PermissionDenied
     );
     let with_late = format!(
-        "{admin_rule}[[callers]]\nname = \"late\"\nidentities = [\"late\"]\nrpcs = [\"ListIntents\"]\norganizations = [\"*\"]\n"
+        "{admin_rule}[[callers]]\nname = \"late\"\nidentities = [\"token:late\"]\nintents = [\"*\"]\nrpcs = [\"ListIntents\"]\norganizations = [\"*\"]\n"
     );
     std::fs::write(&policy_path, &with_late).expect("policy");
     wait_until(|| async { late().await.is_ok() }).await;
-    std::fs::write(&policy_path, format!("{with_late}[[callers]]\nname = \"broken\"\nidentities = [\"late\"]\nrpcs = [\"Nope\"]\n")).expect("policy");
+    std::fs::write(&policy_path, format!("{with_late}[[callers]]\nname = \"broken\"\nidentities = [\"token:late\"]\nintents = [\"*\"]\nrpcs = [\"Nope\"]\n")).expect("policy");
     // The broken file is refused: poll across several reload intervals that access is unchanged.
     for _ in 0..10 {
         late().await.expect("the old policy stays in force");
@@ -1234,7 +1239,7 @@ async fn probing_outside_ones_scope_costs_the_same_whether_or_not_the_organizati
     let mut config =
         crate::helpers::config_with_tokens(&emulator.url, &[("scoped", "scoped-token")]);
     config.push_str(
-        "\n[[policy.callers]]\nname = \"scoped\"\nidentities = [\"scoped\"]\norganizations = [\"external:mine-*\"]\n",
+        "\n[[policy.callers]]\nname = \"scoped\"\nidentities = [\"token:scoped\"]\nrpcs = [\"*\"]\nintents = [\"*\"]\norganizations = [\"external:mine-*\"]\n",
     );
     let app = crate::helpers::spawn_app_with(emulator, &config, crate::helpers::API_KEY).await;
     let existing = app

@@ -461,7 +461,7 @@ async fn a_restricted_caller_watches_only_its_scope_within_its_limit() {
         r#"
 [[policy.callers]]
 name = "onboarding"
-identities = ["onboarding"]
+identities = ["token:onboarding"]
 rpcs = ["GetSetupStatus", "WatchSetup"]
 intents = ["sso"]
 organizations = ["external:tenant-*"]
@@ -549,7 +549,7 @@ max_watchers = 2
     let audit = app.audit_records();
     assert!(
         audit.iter().any(|r| r["rpc"] == "WatchSetup"
-            && r["caller"] == "onboarding"
+            && r["caller"] == "token:onboarding"
             && r["outcome"] == "PERMISSION_DENIED"),
         "{audit:?}"
     );

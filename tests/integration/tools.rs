@@ -231,7 +231,7 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
     std::fs::write(
         &config_path,
         format!(
-            "[workos]\nbase_url = {emulator_url:?}\nproxy = \"http://relay:{PROXY_PASSWORD}@{proxy}\"\nrequest_timeout = \"2s\"\n[server]\ndrain_delay = \"0s\"\n[auth]\ntokens = [{{ identity = \"canary\", sha256 = \"{}\" }}]\n[[policy.callers]]\nname = \"canary\"\nidentities = [\"canary\"]\norganizations = [\"*\"]\nreturn_origins = [\"https://app.example.com\"]\n",
+            "[workos]\nbase_url = {emulator_url:?}\nproxy = \"http://relay:{PROXY_PASSWORD}@{proxy}\"\nrequest_timeout = \"2s\"\n[server]\ndrain_delay = \"0s\"\n[auth]\ntokens = [{{ identity = \"canary\", sha256 = \"{}\" }}]\n[[policy.callers]]\nname = \"canary\"\nidentities = [\"token:canary\"]\nrpcs = [\"*\"]\nintents = [\"*\"]\norganizations = [\"*\"]\nreturn_origins = [\"https://app.example.com\"]\n",
             crate::helpers::digest(TOKEN)
         ),
     )
@@ -434,7 +434,7 @@ async fn canary_secrets_never_reach_logs_statuses_or_the_audit_trail() {
         .find(|l| l["fields"]["request_id"] == "req-canary-log-1")
         .expect("the traced call's line");
     assert_eq!(traced_line["fields"]["method"], "ListIntents");
-    assert_eq!(traced_line["fields"]["caller"], "canary");
+    assert_eq!(traced_line["fields"]["caller"], "token:canary");
     assert_eq!(traced_line["fields"]["code"], "OK");
     assert!(
         traced_line["fields"]["latency_ms"]
@@ -486,7 +486,7 @@ async fn sighup_reloads_the_policy_file() {
     let emulator = crate::helpers::TestEmulator::start().await;
     let policy_path = crate::helpers::temp_path("sighup-policy.toml");
     // Polling once an hour: only SIGHUP can explain a reload within this test.
-    let before = "reload_interval = \"1h\"\n[[callers]]\nname = \"other\"\nidentities = [\"other\"]\norganizations = [\"*\"]\n";
+    let before = "reload_interval = \"1h\"\n[[callers]]\nname = \"other\"\nidentities = [\"token:other\"]\nrpcs = [\"*\"]\nintents = [\"*\"]\norganizations = [\"*\"]\n";
     std::fs::write(&policy_path, before).expect("policy");
     let config_path = crate::helpers::temp_path("sighup.toml");
     std::fs::write(
@@ -528,7 +528,7 @@ async fn sighup_reloads_the_policy_file() {
         .await
         .expect_err("not in the policy yet");
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
-    std::fs::write(&policy_path, format!("{before}[[callers]]\nname = \"late\"\nidentities = [\"late\"]\nrpcs = [\"ListIntents\"]\norganizations = [\"*\"]\n")).expect("policy");
+    std::fs::write(&policy_path, format!("{before}[[callers]]\nname = \"late\"\nidentities = [\"token:late\"]\nintents = [\"*\"]\nrpcs = [\"ListIntents\"]\norganizations = [\"*\"]\n")).expect("policy");
     let pid = gateway.id().expect("pid").to_string();
     assert!(
         Command::new("kill")

@@ -202,7 +202,7 @@ tokens = [{{ identity = "billing", sha256 = "{digest}" }}]
 
 [[policy.callers]]
 name = "billing"
-identities = ["billing"]
+identities = ["token:billing"]
 rpcs = ["GenerateLink"]
 intents = ["sso"]
 organizations = ["external:cust-*"]

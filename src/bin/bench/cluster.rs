@@ -64,7 +64,7 @@ async fn gateway(
         "[workos]\nbase_url = {emulator_url:?}\n[workos.quota]\nrequests_per_minute = 100000000\nburst = 1000000\n\
          [server]\ndrain_delay = \"0s\"\n[admin]\nlisten = \"{admin}\"\n{cluster}\
          [auth]\ntokens = [{{ identity = \"bench\", sha256 = \"{digest}\" }}]\n\
-         [[policy.callers]]\nname = \"bench\"\nidentities = [\"bench\"]\norganizations = [\"*\"]\n"
+         [[policy.callers]]\nname = \"bench\"\nidentities = [\"token:bench\"]\nrpcs = [\"*\"]\nintents = [\"*\"]\norganizations = [\"*\"]\n"
     );
     let path = std::env::temp_dir().join(format!(
         "portal-gateway-bench-cluster-{}-{}.toml",

@@ -297,7 +297,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
              [setup]\npoll_interval = \"200ms\"\npoll_max_interval = \"2s\"\n\
              [server]\ndrain_delay = \"0s\"\nmax_in_flight = 100000\n[admin]\nlisten = \"127.0.0.1:0\"\n\
              [auth]\ntokens = [{{ identity = \"bench\", sha256 = \"{digest}\" }}]\n\
-             [[policy.callers]]\nname = \"bench\"\nidentities = [\"bench\"]\norganizations = [\"*\"]\nmax_watchers = 100000\n"
+             [[policy.callers]]\nname = \"bench\"\nidentities = [\"token:bench\"]\nrpcs = [\"*\"]\nintents = [\"*\"]\norganizations = [\"*\"]\nmax_watchers = 100000\n"
         ),
     )?;
     let mut gateway_command = pinned(0, &binary);
