@@ -460,6 +460,8 @@ pub struct NewOrganization {
     pub external_id: Option<ExternalId>,
     /// Idempotency key sent to WorkOS, the same on every attempt.
     pub idempotency_key: String,
+    /// Whether the caller chose the key (its `request_id`), so a retry may come with it again.
+    pub caller_chose_key: bool,
 }
 
 /// Changes to an organization; `None` leaves a field as it is.

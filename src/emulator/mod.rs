@@ -175,6 +175,7 @@ pub fn router(options: &Options, origin: String) -> Router {
             get(control::requests).delete(control::clear_requests),
         )
         .route("/_emulator/clock", post(control::advance_clock))
+        .route("/_emulator/idempotency", post(control::idempotency))
         .route(
             "/_emulator/outbox",
             get(control::outbox).delete(control::clear_outbox),
@@ -254,8 +255,17 @@ async fn request_id_layer(State(shared): State<Shared>, request: Request, next: 
     response
 }
 
-/// Counts the request, applies any injected fault, then checks the API key.
+/// Counts the request, applies any injected fault, then checks the API key. Like a real server,
+/// it finishes what it received even when the client hangs up: a create cut off in flight is
+/// made all the same.
 async fn workos_layer(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    match tokio::spawn(handle(shared, request, next)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn handle(shared: Shared, request: Request, next: Next) -> Response {
     let route = match request.extensions().get::<MatchedPath>() {
         Some(path) => format!("{} {}", request.method(), path.as_str()),
         None => format!("{} {}", request.method(), request.uri().path()),

@@ -218,6 +218,8 @@ pub(crate) struct Store {
     /// What the Events API lists.
     pub(crate) events: EventLog,
     pub(crate) idempotency: HashMap<String, IdempotentAnswer>,
+    /// Whether POSTs replay answers by `Idempotency-Key` (off: WorkOS's documented behaviour).
+    pub(crate) replay_idempotency_keys: bool,
     pub(crate) faults: Vec<Fault>,
     next_fault_id: u64,
     pub(crate) counts: HashMap<String, u64>,
@@ -242,6 +244,7 @@ impl Store {
             invites: Invites::default(),
             events: EventLog::default(),
             idempotency: HashMap::new(),
+            replay_idempotency_keys: false,
             faults: Vec::new(),
             next_fault_id: 1,
             counts: HashMap::new(),

@@ -7,6 +7,7 @@
 //! and out, and the WorkOS client (`crate::workos`) owns WorkOS's shapes.
 
 mod access;
+mod creates;
 mod invitations;
 mod organizations;
 mod portal;
@@ -212,6 +213,8 @@ pub struct Gateway {
     bus: Option<Arc<dyn EventBus>>,
     /// Invitations in progress, one organization at a time.
     invite_locks: Arc<std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The answers given to creates, for retries with the same `request_id`.
+    creates: creates::CreateRecords,
 }
 
 impl Gateway {
@@ -224,6 +227,7 @@ impl Gateway {
             hub: Arc::new(watch::Hub::new(WatchSettings::default(), Arc::new(()))),
             bus: None,
             invite_locks: Arc::default(),
+            creates: creates::CreateRecords::default(),
         }
     }
 

@@ -9,7 +9,12 @@ use crate::{
     error::{Error, Invalid},
 };
 
-use super::{Call, Gateway, scope, scoped_idempotency_key};
+use super::{
+    Call, Gateway,
+    creates::{Outcome, ReadBack},
+    scope, scoped_idempotency_key,
+};
+use crate::workos;
 
 impl Gateway {
     /// Creates an organization. The caller's `request_id` becomes an idempotency key scoped to
@@ -34,11 +39,14 @@ impl Gateway {
             },
         )?;
         new.idempotency_key = scoped_idempotency_key(&call.caller.identity, &new.idempotency_key);
-        let organization = self
-            .workos
-            .create_organization(&mut call.upstream, &new)
-            .await
-            .map_err(|e| already_exists(e.into(), &new))?;
+        let organization = if new.caller_chose_key {
+            self.create_once(call, new.idempotency_key.clone(), &new)
+                .await?
+        } else {
+            self.create_or_reconcile(call, &new)
+                .await
+                .map_err(Outcome::into_error)?
+        };
         call.facts
             .organization(Some(organization.id.as_str()), None);
         Ok(organization)
@@ -201,6 +209,22 @@ impl Gateway {
                 .await
             {
                 Ok(created) => (created, true),
+                Err(workos::Error::OutcomeUnknown(failure)) => {
+                    // The create's answer was lost: whatever holds the external id now is the
+                    // answer (made by this call, or by a racing one).
+                    match self.read_back(call, &new).await {
+                        ReadBack::Made(found) => (found, true),
+                        ReadBack::Taken => (
+                            self.get_by_external_id(&mut call.upstream, &external_id)
+                                .await?,
+                            false,
+                        ),
+                        ReadBack::Absent => return Err(Error::from(*failure)),
+                        ReadBack::Unsettled => {
+                            return Err(workos::Error::OutcomeUnknown(failure).into());
+                        }
+                    }
+                }
                 Err(e) => {
                     let error = Error::from(e);
                     if error.workos_code() != Some("external_id_already_used") {
@@ -220,7 +244,7 @@ impl Gateway {
 }
 
 /// Uniqueness refusals on create become ALREADY_EXISTS naming the clashing value.
-fn already_exists(error: Error, new: &NewOrganization) -> Error {
+pub(super) fn already_exists(error: Error, new: &NewOrganization) -> Error {
     match error.workos_code() {
         Some("external_id_already_used") => Error::AlreadyExists {
             reason: "EXTERNAL_ID_ALREADY_USED",

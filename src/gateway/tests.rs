@@ -98,6 +98,7 @@ impl Harness {
             metadata: Metadata::default(),
             external_id: Some(ExternalId::parse(external_id).expect("external id")),
             idempotency_key: request_id.to_owned(),
+            caller_chose_key: true,
         };
         self.gateway
             .create_organization(&mut call, new)
@@ -276,6 +277,7 @@ async fn two_callers_with_the_same_request_id_never_share_an_organization() {
                 metadata: Metadata::default(),
                 external_id: Some(ExternalId::parse("shared-2").expect("id")),
                 idempotency_key: "same-request".into(),
+                caller_chose_key: true,
             },
         )
         .await

@@ -213,6 +213,7 @@ pub(crate) fn new_organization(
         metadata: metadata.unwrap_or_default(),
         external_id,
         idempotency_key,
+        caller_chose_key: !req.request_id.is_empty(),
     })
 }
 
@@ -236,6 +237,7 @@ pub(crate) fn ensure_organization(
         metadata: metadata.unwrap_or_default(),
         external_id,
         idempotency_key: crate::domain::random_uuid(),
+        caller_chose_key: false,
     })
 }
 

@@ -452,12 +452,14 @@ mod tests {
             method: http::Method::POST,
             family: Family::Portal,
             delete: false,
+            duplicates: false,
         };
         Exchange {
             route: &ROUTE,
             url: url::Url::parse("http://127.0.0.1/portal/generate_link").expect("url"),
             body: None,
             idempotency_key: None,
+            in_doubt: Arc::default(),
             call: Arc::new(super::super::CallContext {
                 deadline: Instant::now() + Duration::from_secs(60),
                 caller: Arc::from("test"),

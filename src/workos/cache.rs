@@ -154,10 +154,16 @@ impl OrganizationCache {
     /// flight now would store.
     pub(super) async fn forget(&self, organization_id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.missing
-            .invalidate(&Key::Id(organization_id.to_owned()))
-            .await;
+        // What changed may now answer to an external id that was missing: absences are cheap
+        // to learn again, and changes are rare.
+        self.missing.invalidate_all();
         self.drop_entries_of(organization_id).await;
+    }
+
+    /// Forgets that `key` was missing, and that any lookup in flight found it so.
+    pub(super) async fn forget_absence(&self, key: &Key) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.missing.invalidate(key).await;
     }
 
     async fn drop_entries_of(&self, organization_id: &str) {

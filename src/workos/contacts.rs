@@ -23,24 +23,30 @@ static CREATE_CONTACT: Route = Route {
     method: Method::POST,
     family: Family::Portal,
     delete: false,
+    // A second sending adds the contact twice, or meets it as a conflict.
+    duplicates: true,
 };
 static DELETE_CONTACT: Route = Route {
     name: "DELETE /organizations/{id}/it_contacts/{contact_id}",
     method: Method::DELETE,
     family: Family::Portal,
     delete: false,
+    duplicates: false,
 };
 static INVITE_CONTACT: Route = Route {
     name: "POST /organizations/{id}/it_contacts/{contact_id}/invite",
     method: Method::POST,
     family: Family::Portal,
     delete: false,
+    // A second sending mails a second invitation, or meets the first as a conflict.
+    duplicates: true,
 };
 static REVOKE_INVITATION: Route = Route {
     name: "POST /organizations/{id}/it_contacts/{contact_id}/revoke",
     method: Method::POST,
     family: Family::Portal,
     delete: false,
+    duplicates: false,
 };
 
 #[derive(Debug, Deserialize)]

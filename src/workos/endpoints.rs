@@ -25,17 +25,19 @@ macro_rules! route {
             method: Method::$method,
             family: Family::$family,
             delete: $delete,
+            duplicates: false,
         };
     };
 }
 
-route!(
-    CREATE_ORGANIZATION,
-    POST,
-    "/organizations",
-    Organizations,
-    false
-);
+/// Sent twice, it makes two organizations (or meets its own as a conflict).
+static CREATE_ORGANIZATION: Route = Route {
+    name: "POST /organizations",
+    method: Method::POST,
+    family: Family::Organizations,
+    delete: false,
+    duplicates: true,
+};
 route!(
     GET_ORGANIZATION,
     GET,
@@ -111,7 +113,32 @@ impl Client {
             .await?;
         let organization = decode::<wire::OrganizationWire>(&answer)?.into_domain()?;
         self.inner.cache.store(&organization).await;
+        // Other replicas may remember its external id as missing.
+        self.announce_change(organization.id.as_str());
         Ok(organization)
+    }
+
+    /// `GET /organizations/external_id/{external_id}`, read fresh (never from the cache, nor
+    /// shared with a lookup already in flight): what WorkOS holds now, after a create whose
+    /// answer was lost.
+    pub async fn read_back(
+        &self,
+        call: &mut Call,
+        external_id: &ExternalId,
+    ) -> Result<Option<Organization>, Error> {
+        let key = Key::External(external_id.as_str().to_owned());
+        self.inner.cache.forget_absence(&key).await;
+        let url = with_segment(&self.inner.urls.by_external_id, external_id.as_str());
+        match self.send(call, &GET_BY_EXTERNAL_ID, url, None, None).await {
+            Ok(answer) => {
+                let organization = decode::<wire::OrganizationWire>(&answer)?.into_domain()?;
+                self.inner.cache.store(&organization).await;
+                self.announce_change(organization.id.as_str());
+                Ok(Some(organization))
+            }
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// `GET /organizations/{id}`, cached.

@@ -94,6 +94,11 @@ pub enum Error {
         /// The field.
         field: &'static str,
     },
+    /// A call that makes something new, and that sending twice would make twice, failed after it
+    /// may have reached WorkOS: the change may have been made. Never retried blindly; creates
+    /// reconcile by reading back what they made.
+    #[error("WorkOS may have made the change: {0}")]
+    OutcomeUnknown(Box<Error>),
 }
 
 impl Error {
@@ -101,6 +106,7 @@ impl Error {
     pub fn request_id(&self) -> Option<&str> {
         match self {
             Self::Api { request_id, .. } | Self::Decode { request_id, .. } => request_id.as_deref(),
+            Self::OutcomeUnknown(error) => error.request_id(),
             _ => None,
         }
     }
@@ -132,10 +138,22 @@ impl Error {
         )
     }
 
+    /// Whether this attempt's failure proves WorkOS made no change: it refused the request (a
+    /// 4xx other than 408, 429 included), or the request never reached it.
+    pub(super) fn proves_nothing_committed(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => (400..500).contains(status) && *status != 408,
+            Self::Transport { never_sent, .. } => *never_sent,
+            Self::Local { .. } | Self::ProxyRefused { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether this failure says WorkOS is unhealthy (for the circuit breaker). Client errors,
     /// rate limits and the gateway's own refusals say nothing about its health.
     pub(super) fn is_upstream_failure(&self) -> bool {
         match self {
+            Self::OutcomeUnknown(error) => error.is_upstream_failure(),
             Self::Api { status, .. } => *status == 408 || *status >= 500,
             Self::Timeout | Self::Transport { .. } | Self::ProxyRefused { .. } => true,
             _ => false,
@@ -163,6 +181,21 @@ impl Error {
             request_id: None,
             retry_after: None,
         }
+    }
+}
+
+/// The answer for a change WorkOS may or may not have made.
+pub fn outcome_unknown(detail: &str) -> core::Upstream {
+    core::Upstream {
+        log: log(
+            true,
+            format!("a WorkOS change may or may not have been made: {detail}"),
+        ),
+        ..upstream(
+            UpstreamClass::Unavailable,
+            "WORKOS_OUTCOME_UNKNOWN",
+            "WorkOS did not confirm the change and it may have been made: look before trying again",
+        )
     }
 }
 
@@ -347,6 +380,7 @@ impl From<Error> for core::Error {
                 "DEADLINE_EXCEEDED",
                 "the deadline passed before WorkOS answered",
             ),
+            Error::OutcomeUnknown(_) => outcome_unknown(&described),
             Error::Decode { .. } | Error::Malformed { .. } | Error::TooLarge { .. } => {
                 core::Upstream {
                     log: log(

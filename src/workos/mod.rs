@@ -31,7 +31,7 @@ use tower::ServiceExt as _;
 use url::Url;
 
 pub use breaker::BreakerState;
-pub use error::Error;
+pub use error::{Error, outcome_unknown};
 pub use settings::{BreakerSettings, QuotaSettings, RetrySettings, Settings};
 pub use transport::CallContext;
 
@@ -256,14 +256,30 @@ impl Client {
         body: Option<bytes::Bytes>,
         idempotency_key: Option<Arc<str>>,
     ) -> Result<Answer, Error> {
+        let in_doubt = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let exchange = Exchange {
             route,
             url,
             body,
             idempotency_key,
             call: call.context.clone(),
+            in_doubt: in_doubt.clone(),
         };
-        let result = self.inner.stack.clone().oneshot(exchange).await;
+        let result = self
+            .inner
+            .stack
+            .clone()
+            .oneshot(exchange)
+            .await
+            .map_err(|error| {
+                // A create whose last attempt may have reached WorkOS: only reading back can
+                // tell whether it was made.
+                if route.duplicates && in_doubt.load(std::sync::atomic::Ordering::Relaxed) {
+                    Error::OutcomeUnknown(Box::new(error))
+                } else {
+                    error
+                }
+            });
         call.note(match &result {
             Ok(answer) => answer.request_id.as_deref(),
             Err(error) => error.request_id(),

@@ -88,7 +88,9 @@ impl tower::retry::Policy<Exchange, Answer, Error> for RetryPolicy {
         let error = result.as_ref().err()?;
         let safe = exchange.retry_safe();
         let retryable = match error {
-            Error::Api { status, .. } => matches!(status, 408 | 429 | 500..=599) && safe,
+            // A 429 is refused before anything is done: even a create may be sent again.
+            Error::Api { status: 429, .. } => true,
+            Error::Api { status, .. } => matches!(status, 408 | 500..=599) && safe,
             Error::Timeout => safe,
             Error::Transport { .. } => safe || error.never_sent(),
             _ => false,

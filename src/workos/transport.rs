@@ -63,6 +63,10 @@ pub(super) struct Route {
     pub(super) family: Family,
     /// Whether it draws on WorkOS's separate delete limit.
     pub(super) delete: bool,
+    /// Whether sending it again after it took effect makes a second one (a create). WorkOS
+    /// honours `Idempotency-Key` only on audit-log events, so such a call is sent again only when
+    /// the failure proves nothing was made.
+    pub(super) duplicates: bool,
 }
 
 impl Route {
@@ -73,6 +77,7 @@ impl Route {
             method: Method::GET,
             family,
             delete: false,
+            duplicates: false,
         }
     }
 }
@@ -100,12 +105,17 @@ pub(super) struct Exchange {
     pub(super) body: Option<Bytes>,
     pub(super) idempotency_key: Option<Arc<str>>,
     pub(super) call: Arc<CallContext>,
+    /// Set while the latest attempt may have reached WorkOS and not been refused: the call's
+    /// effect is in doubt. Shared by the exchange's clones (its attempts).
+    pub(super) in_doubt: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Exchange {
-    /// Whether sending it twice is safe: reads, and writes carrying an idempotency key.
+    /// Whether sending it twice is safe: reads, and writes whose second sending makes nothing
+    /// new (carrying an idempotency key, as the official SDKs send).
     pub(super) fn retry_safe(&self) -> bool {
-        self.route.method == Method::GET || self.idempotency_key.is_some()
+        self.route.method == Method::GET
+            || (self.idempotency_key.is_some() && !self.route.duplicates)
     }
 }
 
@@ -183,9 +193,14 @@ impl Transport {
         let started = Instant::now();
         let bounded_by_deadline = remaining < self.attempt_timeout;
         let route = exchange.route.name;
+        let in_doubt = exchange.in_doubt.clone();
+        in_doubt.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut result = self
             .exchange(exchange, remaining.min(self.attempt_timeout))
             .await;
+        if result.as_ref().is_err_and(Error::proves_nothing_committed) {
+            in_doubt.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         if bounded_by_deadline && matches!(result, Err(Error::Timeout)) {
             // The caller's deadline, not WorkOS's slowness, ended this attempt: it says nothing
             // about WorkOS's health and belongs to this caller alone.

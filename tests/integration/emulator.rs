@@ -406,8 +406,11 @@ async fn the_domains_filter_accepts_every_sdk_form() {
 }
 
 #[tokio::test]
-async fn idempotency_keys_replay_or_refuse() {
+async fn idempotency_keys_replay_or_refuse_when_replay_is_on() {
     let emulator = TestEmulator::start().await;
+    emulator
+        .control(Method::POST, "/idempotency", Some(json!({"replay": true})))
+        .await;
     let create = |key: &str, name: &str| {
         emulator
             .api(Method::POST, "/organizations")

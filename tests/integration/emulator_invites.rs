@@ -506,8 +506,12 @@ async fn the_routes_are_counted_faulted_keyed_and_replayed() {
     let ada = contact(&emulator, &acme, "ada@acme.example").await;
     assert_eq!(emulator.count(create).await, 2);
 
-    // An invitation that committed but whose answer was lost: the retry with the same key
-    // replays the answer instead of meeting its own invitation as a conflict.
+    // With replay switched on, an invitation that committed but whose answer was lost: the
+    // retry with the same key replays the answer instead of meeting its own invitation as a
+    // conflict.
+    emulator
+        .control(Method::POST, "/idempotency", Some(json!({"replay": true})))
+        .await;
     let route = "POST /organizations/{id}/it_contacts/{contact_id}/invite";
     emulator
         .fault(json!({"route": route, "status": 502, "count": 1, "after_commit": true}))

@@ -6,6 +6,7 @@ mod buf;
 mod clients;
 mod cluster;
 mod cluster_watch;
+mod creates;
 mod emulator;
 mod emulator_invites;
 mod emulator_setup;

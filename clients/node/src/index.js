@@ -178,7 +178,8 @@ export class Client {
 
   /**
    * Creates an organization. Retried on UNAVAILABLE only when `requestId` is set: the gateway
-   * sends it to WorkOS as the Idempotency-Key, so a repeat cannot create a second one.
+   * answers a repeat with the first call's answer, and settles a create whose answer was lost
+   * before making another, so a repeat cannot create a second one.
    * @param {string} name
    * @param {{ externalId?: string, requestId?: string, timeoutMs?: number }} [options]
    */

@@ -196,7 +196,8 @@ class Client:
         timeout: float = 10.0,
     ) -> organization_pb2.Organization:
         """Creates an organization. Retried on UNAVAILABLE only when `request_id` is set: the
-        gateway sends it to WorkOS as the Idempotency-Key, so a repeat cannot create a second one."""
+        gateway answers a repeat with the first call's answer, and settles a create whose answer
+        was lost before making another, so a repeat cannot create a second one."""
         request = organization_pb2.CreateOrganizationRequest(
             name=name, external_id=external_id, request_id=request_id
         )

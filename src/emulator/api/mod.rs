@@ -325,9 +325,12 @@ pub(crate) fn check_seed_conflicts(
     check_conflicts(store, &input, None)
 }
 
-/// Runs a POST under WorkOS's idempotency rules: the same key and body replay the first answer;
-/// the same key with a different body is a 400. The whole check-run-remember sequence holds the
-/// lock, so two concurrent requests with one key cannot both run. A 204 answers no body.
+/// Runs a POST under WorkOS's idempotency rules. As documented, WorkOS honours `Idempotency-Key`
+/// only on audit-log events, so by default the key is accepted and nothing is deduplicated. With
+/// replay switched on (`POST /_emulator/idempotency`), the same key and body replay the first
+/// answer and the same key with a different body is a 400; the whole check-run-remember
+/// sequence holds the lock, so two concurrent requests with one key cannot both run. A 204
+/// answers no body.
 fn idempotent(
     shared: &Shared,
     headers: &HeaderMap,
@@ -341,7 +344,7 @@ fn idempotent(
         .filter(|k| !k.is_empty())
         .map(str::to_owned);
     let mut store = shared.store();
-    let Some(key) = key else {
+    let Some(key) = key.filter(|_| store.replay_idempotency_keys) else {
         let (status, value) = run(&mut store)?;
         return Ok(respond(status, &value));
     };

@@ -288,6 +288,27 @@ pub(crate) async fn advance_clock(
     ))
 }
 
+/// `POST /_emulator/idempotency`: `{"replay": true}` makes every POST honour `Idempotency-Key`
+/// (the same key and body replay the first answer, another body is a 400), as WorkOS once
+/// appeared to; `{"replay": false}`, the default, follows WorkOS's documented rule: the header is
+/// accepted and nothing is deduplicated (WorkOS honours it only on audit-log events, which the
+/// emulator does not serve).
+pub(crate) async fn idempotency(
+    State(shared): State<Shared>,
+    JsonObject(body): JsonObject,
+) -> ControlResult {
+    let mut fields = Fields::new(&body);
+    fields.only(&["replay"]);
+    let replay = body.get("replay").and_then(Value::as_bool);
+    if replay.is_none() {
+        fields.fail("replay", "replay must be true or false");
+    }
+    fields.finish()?;
+    let replay = replay.unwrap_or(false);
+    shared.store().replay_idempotency_keys = replay;
+    Ok(json_response(StatusCode::OK, &json!({ "replay": replay })))
+}
+
 /// `GET /_emulator/outbox`: every invitation e-mailed since the last reset or clearing, oldest
 /// first: `{"messages": [{"to", "subject", "link", "intents", "organization_id", "contact_id",
 /// "sent_at", "expires_at", "revoked"}]}`. `intents` are the invitation's own names
