@@ -51,8 +51,14 @@ struct State {
     /// Failed calls since the last healthy one.
     failures_in_a_row: u32,
     open_until: Option<Instant>,
+    /// Counts the times the circuit opened, so a probe's outcome is applied only to the open
+    /// period it probed, never to a later one.
+    period: u64,
     probing: bool,
 }
+
+/// The open period a half-open probe was admitted in; `None` for an ordinary call.
+type Probe = Option<u64>;
 
 /// A circuit breaker for one route family.
 #[derive(Debug)]
@@ -73,6 +79,7 @@ impl Breaker {
                 slices: [Slice::default(); SLICES as usize],
                 failures_in_a_row: 0,
                 open_until: None,
+                period: 0,
                 probing: false,
             }),
         }
@@ -84,32 +91,41 @@ impl Breaker {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Lets a call through (saying whether it is the half-open probe), or says how long until
-    /// the next probe.
-    fn admit(&self) -> Result<bool, Duration> {
+    /// Lets a call through (saying, when it is the half-open probe, which open period it
+    /// probes), or says how long until the next probe.
+    fn admit(&self) -> Result<Probe, Duration> {
         let now = Instant::now();
         let mut state = self.lock();
         match state.open_until {
-            None => Ok(false),
+            None => Ok(None),
             Some(until) if now < until => Err(until - now),
             Some(_) if state.probing => Err(self.settings.open_for),
             Some(_) => {
                 state.probing = true;
-                Ok(true)
+                Ok(Some(state.period))
             }
         }
     }
 
     /// Gives back an admission whose call taught nothing about WorkOS's health: a half-open
-    /// probe is released for the next call.
-    fn abandon(&self, probe: bool) {
-        if probe {
-            self.lock().probing = false;
+    /// probe of the current open period is released for the next call.
+    fn abandon(&self, probe: Probe) {
+        let mut state = self.lock();
+        if probe.is_some() && probe == state.open_until.map(|_| state.period) {
+            state.probing = false;
         }
     }
 
-    /// Records the outcome of an admitted call (`probe`: it was the half-open probe).
-    fn record(&self, healthy: bool, probe: bool) {
+    /// Opens the circuit for `open_for` from `now`, as a new open period.
+    fn open(state: &mut State, now: Instant, open_for: Duration) {
+        state.open_until = Some(now + open_for);
+        state.period += 1;
+        state.probing = false;
+    }
+
+    /// Records the outcome of an admitted call (`probe`: the open period it probed, if it was
+    /// the half-open probe).
+    fn record(&self, healthy: bool, probe: Probe) {
         let now = Instant::now();
         let mut state = self.lock();
         if state.open_until.is_some() {
@@ -124,10 +140,11 @@ impl Breaker {
                 state.failures_in_a_row = 0;
                 state.open_until = None;
                 state.probing = false;
-            } else if probe {
+            } else if probe.is_some() && probe == Some(state.period) {
+                // Only this period's probe reopens: a probe of an earlier period (the circuit
+                // closed and opened again meanwhile) must not cut the current one short.
                 tracing::warn!(family = self.family.name(), open_for = ?self.settings.open_for, "the probe failed: circuit open again");
-                state.open_until = Some(now + self.settings.open_for);
-                state.probing = false;
+                Self::open(&mut state, now, self.settings.open_for);
             }
             return;
         }
@@ -156,7 +173,7 @@ impl Breaker {
             && f64::from(failures) >= self.settings.failure_rate * f64::from(calls);
         if rate_exceeded || state.failures_in_a_row >= self.settings.failure_threshold {
             tracing::warn!(family = self.family.name(), failures, calls, open_for = ?self.settings.open_for, "WorkOS is failing: circuit open");
-            state.open_until = Some(now + self.settings.open_for);
+            Self::open(&mut state, now, self.settings.open_for);
         }
     }
 
@@ -174,7 +191,7 @@ impl Breaker {
 /// Releases the admission when a call ends without an outcome (its caller went away).
 struct Admission {
     breaker: Option<Arc<Breaker>>,
-    probe: bool,
+    probe: Probe,
 }
 
 impl Admission {
@@ -320,24 +337,52 @@ mod tests {
         let breaker = breaker(3);
         for _ in 0..3 {
             assert!(breaker.admit().is_ok());
-            breaker.record(false, false);
+            breaker.record(false, None);
         }
         assert_eq!(breaker.state(), BreakerState::Open);
         assert_eq!(breaker.admit(), Err(Duration::from_secs(5)));
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(breaker.admit(), Ok(true), "one probe");
+        let probe = breaker.admit().expect("one probe");
+        assert!(probe.is_some(), "one probe");
         assert!(breaker.admit().is_err(), "only one probe at a time");
-        breaker.record(false, false);
+        breaker.record(false, None);
         assert_eq!(
             breaker.state(),
             BreakerState::HalfOpen,
             "a call from before the circuit opened changes nothing"
         );
-        breaker.record(false, true);
+        breaker.record(false, probe);
         assert!(breaker.admit().is_err(), "a failed probe reopens");
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(breaker.admit(), Ok(true));
-        breaker.record(true, true);
+        let probe = breaker.admit().expect("the next probe");
+        assert!(probe.is_some());
+        breaker.record(true, probe);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_probe_never_touches_a_later_open_period() {
+        let breaker = breaker(1);
+        breaker.record(false, None);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let stale = breaker.admit().expect("the first period's probe");
+        // A call admitted before the circuit opened succeeds: it closes. Then WorkOS fails
+        // again and the circuit opens anew, with a probe of its own in flight.
+        breaker.record(true, None);
+        breaker.record(false, None);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let current = breaker.admit().expect("the second period's probe");
+        assert_ne!(current, stale);
+        // The first probe ends late, failing, or abandoned: the second period is untouched.
+        breaker.record(false, stale);
+        breaker.abandon(stale);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::HalfOpen,
+            "its probe still runs"
+        );
+        assert!(breaker.admit().is_err(), "and is still the only one");
+        breaker.record(true, current);
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
@@ -348,7 +393,7 @@ mod tests {
         // never half of the window's calls.
         for i in 0..400 {
             assert!(breaker.admit().is_ok(), "call {i}");
-            breaker.record(i % 4 != 0, false);
+            breaker.record(i % 4 != 0, None);
             tokio::time::advance(Duration::from_millis(50)).await;
         }
         assert_eq!(breaker.state(), BreakerState::Closed);
@@ -359,21 +404,21 @@ mod tests {
         // Never two failures in a row, but two calls in three fail.
         let breaker = breaker(5);
         for i in 0..9 {
-            breaker.record(i % 3 == 0, false);
+            breaker.record(i % 3 == 0, None);
         }
         assert_eq!(
             breaker.state(),
             BreakerState::Closed,
             "below the minimum volume"
         );
-        breaker.record(true, false);
-        breaker.record(false, false);
+        breaker.record(true, None);
+        breaker.record(false, None);
         assert_eq!(breaker.state(), BreakerState::Open, "7 of 11 calls failed");
         // Calls older than the window no longer count.
         let breaker = breaker_with_window(Duration::from_secs(1));
         let one_success_then_four_failures = |breaker: &Breaker| {
             for healthy in [true, false, false, false, false] {
-                breaker.record(healthy, false);
+                breaker.record(healthy, None);
             }
         };
         one_success_then_four_failures(&breaker);
@@ -396,11 +441,11 @@ mod tests {
     async fn an_outage_after_busy_healthy_traffic_opens_it_within_a_few_calls() {
         let breaker = breaker(5);
         for _ in 0..1000 {
-            breaker.record(true, false);
+            breaker.record(true, None);
         }
         for call in 1..=5 {
             assert_eq!(breaker.state(), BreakerState::Closed, "call {call}");
-            breaker.record(false, false);
+            breaker.record(false, None);
         }
         assert_eq!(breaker.state(), BreakerState::Open);
     }
@@ -426,7 +471,7 @@ mod tests {
             Arc::new(()),
         );
         let portal = layer.breaker(Family::Portal).clone();
-        portal.record(false, false);
+        portal.record(false, None);
         tokio::time::advance(Duration::from_secs(5)).await;
         // A call that never answers: the probe is held while it runs.
         let mut service = tower::Layer::layer(
