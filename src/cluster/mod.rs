@@ -7,6 +7,7 @@
 //! number of live replicas), says so once in the log, in `/healthz` and in metrics, and goes back
 //! to the shared quota when Redis answers again. No call fails or waits because Redis is down.
 
+mod creates;
 mod events;
 mod settings;
 

@@ -8,11 +8,13 @@
 //! - On an unknown outcome, a create with an external id reads it back and adopts the
 //!   organization when it is the one asked for; without an external id, the caller hears that
 //!   the create may have happened.
-//! - A caller's retry with the same `request_id` gets the first answer (the organization, or
-//!   that the outcome is unknown) from a record kept on this replica. A call cut off while its
-//!   create was in flight leaves its record in doubt, and the retry reconciles.
+//! - A caller's retry with the same `request_id` gets the first answer (the organization, or,
+//!   without an external id, that the outcome is unknown) from a record kept on this replica,
+//!   and, with replicas, in a [`CreateLedger`] they share, so a retry that reaches another
+//!   replica gets it too. A call cut off while its create was in flight, or one whose read-back
+//!   failed, leaves its record in doubt, and the retry reconciles.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use sha2::{Digest, Sha256};
 
@@ -28,6 +30,55 @@ use crate::{
 const RECORD_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// How many recent creates are remembered.
 const RECORD_CAPACITY: u64 = 10_000;
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where replicas share what came of each `request_id`'s create (Redis, with `[cluster]`). A
+/// call claims the `request_id` for as long as its create may run; while it holds the claim, the
+/// same `request_id` on another replica is told to come back.
+pub trait CreateLedger: Send + Sync + std::fmt::Debug {
+    /// Claims `key` for `holder` until `lease` passes, or says how the create stands.
+    fn claim(
+        &self,
+        key: String,
+        fingerprint: String,
+        holder: String,
+        lease: Duration,
+    ) -> Boxed<'_, Claim>;
+    /// Ends `holder`'s claim with what its create came to.
+    fn settle(&self, key: String, holder: String, settled: Settled) -> Boxed<'_, ()>;
+}
+
+/// How a `request_id`'s create stands in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Claimed; nothing was made under it.
+    Fresh,
+    /// Claimed; an earlier claim's create may have been made.
+    InDoubt,
+    /// Already answered: `created:<organization id>` or `unknown`.
+    Answered(String),
+    /// Another call holds the claim now.
+    Busy,
+    /// The `request_id` was used for a different create.
+    Mismatch,
+    /// The ledger cannot be reached: this replica's record alone decides.
+    Unreachable,
+}
+
+/// What a claim's create came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Nothing was made.
+    Fresh,
+    /// It may have been made, and a later call can find out.
+    InDoubt,
+    /// The answer every retry gets: `created:<organization id>` or `unknown`.
+    Answered(String),
+}
+
+/// The longest a claim is held: a create, its retries and its read-back end well before.
+const MAX_LEASE: Duration = Duration::from_secs(120);
 
 /// The answers given to creates, by the caller's scoped `request_id`.
 #[derive(Debug, Clone)]
@@ -150,6 +201,31 @@ impl Outcome {
     }
 }
 
+fn reused() -> Error {
+    Invalid::field(
+        "request_id",
+        "was already used for a different create; use a new request_id for a new request",
+    )
+    .into()
+}
+
+/// Another replica is creating under this `request_id` now.
+fn in_progress() -> Error {
+    Error::Upstream(Box::new(Upstream {
+        class: crate::error::UpstreamClass::Unavailable,
+        reason: "CREATE_IN_PROGRESS",
+        message: "a create with this request_id is in progress on another replica; retry shortly"
+            .into(),
+        http_status: None,
+        workos_code: None,
+        workos_request_id: None,
+        retry_after: Some(Duration::from_secs(1)),
+        field_violations: Vec::new(),
+        quota_subject: None,
+        log: None,
+    }))
+}
+
 fn external_id_taken(new: &NewOrganization) -> Error {
     Error::AlreadyExists {
         reason: "EXTERNAL_ID_ALREADY_USED",
@@ -175,7 +251,7 @@ impl Gateway {
         let record = self
             .creates
             .records
-            .get_with(key, async {
+            .get_with(key.clone(), async {
                 Arc::new(Record {
                     fingerprint,
                     state: tokio::sync::Mutex::new(State::Fresh),
@@ -183,18 +259,44 @@ impl Gateway {
             })
             .await;
         if record.fingerprint != fingerprint {
-            return Err(Invalid::field(
-                "request_id",
-                "was already used for a different create; use a new request_id for a new request",
-            )
-            .into());
+            return Err(reused());
         }
         let mut state = record.state.lock().await;
-        let in_doubt = match &*state {
+        let mut in_doubt = match &*state {
             State::Answered(answer) => return answer.clone().into_result(),
             State::InDoubt => true,
             State::Fresh => false,
         };
+        // With replicas, the shared ledger may know more, and holds the claim while this runs.
+        let holder = crate::domain::random_uuid();
+        let mut claimed = false;
+        if let Some(ledger) = &self.ledger {
+            let lease = call
+                .upstream
+                .deadline()
+                .saturating_duration_since(tokio::time::Instant::now())
+                .saturating_add(Duration::from_secs(1))
+                .min(MAX_LEASE);
+            let fingerprint = crate::domain::hex(&fingerprint);
+            match ledger
+                .claim(key.clone(), fingerprint, holder.clone(), lease)
+                .await
+            {
+                Claim::Fresh => claimed = true,
+                Claim::InDoubt => {
+                    claimed = true;
+                    in_doubt = true;
+                }
+                Claim::Answered(answer) => {
+                    let answer = self.replay(call, &answer).await?;
+                    *state = State::Answered(answer.clone());
+                    return answer.into_result();
+                }
+                Claim::Busy => return Err(in_progress()),
+                Claim::Mismatch => return Err(reused()),
+                Claim::Unreachable => {}
+            }
+        }
         // Should this call be cut off from here on, the next one knows the create may have
         // been made.
         *state = State::InDoubt;
@@ -218,8 +320,42 @@ impl Gateway {
             ),
             Err(Outcome::NothingMade(error)) => (State::Fresh, Err(error)),
         };
+        if claimed && let Some(ledger) = &self.ledger {
+            let settled = match &next {
+                State::Fresh => Settled::Fresh,
+                State::InDoubt => Settled::InDoubt,
+                State::Answered(Answer::Created(organization)) => {
+                    Settled::Answered(format!("created:{}", organization.id.as_str()))
+                }
+                State::Answered(Answer::Unknown(_)) => Settled::Answered("unknown".into()),
+            };
+            ledger.settle(key, holder, settled).await;
+        }
         *state = next;
         result
+    }
+
+    /// The answer another replica gave, as this one gives it.
+    async fn replay(&self, call: &mut Call, answer: &str) -> Result<Answer, Error> {
+        match answer.strip_prefix("created:") {
+            Some(id) => {
+                let id = crate::domain::OrganizationId::parse(id).map_err(|_| {
+                    Error::from(workos::Error::Malformed {
+                        field: "create ledger organization id",
+                    })
+                })?;
+                let organization = self
+                    .get_organization_as(
+                        &mut call.upstream,
+                        &crate::domain::OrganizationRef::Id(id),
+                    )
+                    .await?;
+                Ok(Answer::Created(organization))
+            }
+            None => Ok(Answer::Unknown(Box::new(workos::outcome_unknown(
+                "another replica answered this request_id so",
+            )))),
+        }
     }
 
     /// Creates `new`; on an unknown outcome, reconciles by reading back its external id.

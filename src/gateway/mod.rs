@@ -24,6 +24,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
 pub use access::{AccessAnswer, AccessCheck};
+pub use creates::{Claim, CreateLedger, Settled};
 pub use invitations::Invited;
 pub use watch::{
     EventBus, POLLER_CALLER, RawWatch, SnapshotReason, Update, Watch, WatchMessage, WatchObserve,
@@ -215,6 +216,8 @@ pub struct Gateway {
     invite_locks: Arc<std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// The answers given to creates, for retries with the same `request_id`.
     creates: creates::CreateRecords,
+    /// The same, shared with other replicas, when there are any.
+    ledger: Option<Arc<dyn CreateLedger>>,
 }
 
 impl Gateway {
@@ -228,7 +231,15 @@ impl Gateway {
             bus: None,
             invite_locks: Arc::default(),
             creates: creates::CreateRecords::default(),
+            ledger: None,
         }
+    }
+
+    /// Shares the answers given to creates with other replicas through `ledger`, so a retry
+    /// with the same `request_id` gets the first answer whichever replica it reaches.
+    pub fn with_create_ledger(mut self, ledger: Arc<dyn CreateLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// Shares the setup events poller with other replicas through `bus`: one of them polls, all

@@ -247,7 +247,9 @@ pub async fn serve_with_admin(
     )?
     .with_watch(config.setup.clone(), metrics.clone());
     let gateway = match &cluster {
-        Some(cluster) => gateway.with_event_bus(cluster.events()),
+        Some(cluster) => gateway
+            .with_event_bus(cluster.events())
+            .with_create_ledger(cluster.ledger()),
         None => gateway,
     };
     let cluster_tasks = cluster.map(|cluster| {

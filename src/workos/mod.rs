@@ -62,6 +62,11 @@ pub struct Call {
 }
 
 impl Call {
+    /// When the caller stops waiting.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        self.context.deadline
+    }
+
     /// Upstream work under `context`.
     pub fn new(context: CallContext) -> Self {
         Self {

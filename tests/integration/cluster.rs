@@ -389,3 +389,57 @@ async fn an_update_through_one_replica_leaves_the_others_caches() {
         Some(1.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_that_reaches_another_replica_gets_the_first_answer() {
+    let workos = TestEmulator::start().await;
+    let redis = Redis::start();
+    let (a, _) = replica_with(&workos, &redis, "").await;
+    let (b, _) = replica_with(&workos, &redis, "").await;
+    let create = |app: &TestApp, name: &str, request_id: &str| {
+        let mut orgs = app.orgs.clone();
+        let request = proto::CreateOrganizationRequest {
+            name: name.into(),
+            request_id: request_id.into(),
+            ..Default::default()
+        };
+        async move { orgs.create_organization(request).await }
+    };
+    const ROUTE: &str = "POST /organizations";
+
+    // A create whose answer was lost, with no external id to read back: the retry on the other
+    // replica hears the same, and nothing is sent again.
+    workos
+        .fault(json!({"route": ROUTE, "status": 502, "after_commit": true, "count": 1}))
+        .await;
+    for app in [&a, &b] {
+        let status = create(app, "Lost", "lost-1").await.expect_err("unknown");
+        assert_eq!(
+            crate::helpers::reason(&status),
+            "WORKOS_OUTCOME_UNKNOWN",
+            "{status:?}"
+        );
+    }
+    assert_eq!(workos.count(ROUTE).await, 1);
+
+    // A create answered on one replica is the other's answer too.
+    let first = create(&a, "Kept", "kept-1")
+        .await
+        .expect("created")
+        .into_inner()
+        .organization
+        .expect("organization");
+    let again = create(&b, "Kept", "kept-1")
+        .await
+        .expect("the first answer")
+        .into_inner()
+        .organization
+        .expect("organization");
+    assert_eq!(again.id, first.id);
+    assert_eq!(workos.count(ROUTE).await, 2);
+    // Another create under the same request_id is refused there as well.
+    let status = create(&b, "Other", "kept-1").await.expect_err("reused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(crate::helpers::bad_fields(&status), ["request_id"]);
+    assert_eq!(workos.count(ROUTE).await, 2);
+}
