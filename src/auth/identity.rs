@@ -77,6 +77,10 @@ pub fn check_identity(identity: &str) -> Result<(), String> {
             "{identity:?} contains whitespace or control characters"
         ));
     }
+    if identity.starts_with("spiffe://") {
+        // A malformed SPIFFE id could never be proven: say so instead of never matching.
+        check_spiffe_id(identity, None).map_err(|e| format!("{identity:?}: {}", e.description))?;
+    }
     Ok(())
 }
 

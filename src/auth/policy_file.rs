@@ -85,6 +85,15 @@ pub fn read_policy(source: &PolicySource) -> Result<(Policy, Option<String>), Co
     } else {
         "config file"
     };
+    if source.dedicated && text.trim().is_empty() {
+        // What a rewrite in place looks like before anything is written.
+        return Err(ConfigError {
+            problems: vec![format!(
+                "policy file {name}: is empty; to allow nobody, write a file that says so (a \
+                 comment will do)"
+            )],
+        });
+    }
     check_whole(what, &name, &text)?;
     let flat = |e: toml::de::Error| crate::config::describe_toml_error(&text, &e);
     let (raw, prefix) = if source.dedicated {
@@ -344,10 +353,11 @@ intents = ["sso"]
 "#;
 
     fn read(text: &str) -> Result<Policy, ConfigError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!(
-            "portal-gateway-policy-cut-{}-{}.toml",
-            std::process::id(),
-            text.len()
+            "portal-gateway-policy-cut-{}-{n}.toml",
+            std::process::id()
         ));
         std::fs::write(&path, text).expect("write");
         let result = read_policy(&PolicySource {
@@ -363,7 +373,7 @@ intents = ["sso"]
     fn a_file_cut_short_anywhere_never_allows_more_than_the_whole_file() {
         let whole = read(FILE).expect("the whole file");
         let mut accepted = 0;
-        for cut in 0..FILE.len() {
+        for cut in 1..FILE.len() {
             let Ok(policy) = read(&FILE[..cut]) else {
                 continue;
             };
@@ -394,6 +404,14 @@ intents = ["sso"]
         }
         // Only the cuts at the end of a whole rule (or before any) are accepted.
         assert!(accepted >= 2, "{accepted}");
+    }
+
+    #[test]
+    fn an_empty_file_is_refused_and_a_comment_allows_nobody() {
+        let error = read("").expect_err("empty");
+        assert!(error.to_string().contains("is empty"), "{error}");
+        let nobody = read("# nobody may call yet\n").expect("a file that says so");
+        assert!(nobody.rules.is_empty());
     }
 
     #[test]

@@ -14,25 +14,28 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 const KEEP_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Claims a record: KEYS[1] the record; ARGV fingerprint, holder, lease (ms), keep (ms).
-/// Answers `{state}` or `{"answered", answer}`; a new record starts in doubt, so a holder that
-/// dies leaves it so.
+/// Answers `{state}` or `{"answered", answer}`. A claimed record is in doubt until settled, so
+/// a holder that dies (its lease passes) leaves it so.
 static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'state', 'answer', 'holder', 'lease')
-if not r[1] then
+local function take(state)
   redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'state', 'in_doubt', 'holder', ARGV[2],
     'lease', ms + tonumber(ARGV[3]))
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  return {'fresh'}
+  return {state}
 end
+if not r[1] then return take('fresh') end
+local live = r[4] and r[4] ~= '' and tonumber(r[5] or '0') > ms
+-- Nothing was made under it and nobody holds it: a corrected request may take it.
+if r[2] == 'fresh' and not live then return take('fresh') end
 if r[1] ~= ARGV[1] then return {'mismatch'} end
 if r[2] == 'answered' then return {'answered', r[3]} end
-if r[4] and r[4] ~= '' and tonumber(r[5] or '0') > ms then return {'busy'} end
-redis.call('HSET', KEYS[1], 'state', 'in_doubt', 'holder', ARGV[2], 'lease', ms + tonumber(ARGV[3]))
-return {r[2]}
+if live then return {'busy'} end
+return take(r[2])
 ",
     )
 });

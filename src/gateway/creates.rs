@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Call, Gateway};
 use crate::{
-    domain::{NewOrganization, Organization},
+    domain::{NewOrganization, Organization, OrganizationId, OrganizationRef},
     error::{Error, Invalid, Upstream},
     workos,
 };
@@ -89,9 +89,12 @@ pub(super) struct CreateRecords {
 impl Default for CreateRecords {
     fn default() -> Self {
         Self {
+            // Least recently used goes first: a new record (the one most likely to be retried)
+            // is always kept, whatever the older ones.
             records: moka::future::Cache::builder()
                 .max_capacity(RECORD_CAPACITY)
                 .time_to_live(RECORD_TTL)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
         }
     }
@@ -101,32 +104,95 @@ impl Default for CreateRecords {
 /// whole create, so retries with the same id wait for the first instead of racing it.
 #[derive(Debug)]
 struct Record {
+    state: tokio::sync::Mutex<Kept>,
+    /// Calls using the record now (holding its lock or waiting for it).
+    users: std::sync::atomic::AtomicUsize,
+}
+
+/// What a record keeps: the request its state is about, and the state.
+#[derive(Debug)]
+struct Kept {
     fingerprint: [u8; 32],
-    state: tokio::sync::Mutex<State>,
+    state: State,
 }
 
 #[derive(Debug, Clone)]
 enum State {
     /// Nothing was sent, or what was sent provably made nothing.
     Fresh,
-    /// A create was sent and its caller went away before it ended: it may have been made.
+    /// A create was sent and its outcome is not known: it may have been made.
     InDoubt,
     /// The answer every retry gets.
     Answered(Answer),
 }
 
+/// A kept answer: small, so records cost little whatever the organization holds.
 #[derive(Debug, Clone)]
 enum Answer {
-    Created(Organization),
+    Created(OrganizationId),
     Unknown(Box<Upstream>),
 }
 
-impl Answer {
-    fn into_result(self) -> Result<Organization, Error> {
-        match self {
-            Self::Created(organization) => Ok(organization),
-            Self::Unknown(upstream) => Err(Error::Upstream(upstream)),
+impl From<&State> for Settled {
+    fn from(state: &State) -> Self {
+        match state {
+            State::Fresh => Self::Fresh,
+            State::InDoubt => Self::InDoubt,
+            State::Answered(Answer::Created(id)) => {
+                Self::Answered(format!("created:{}", id.as_str()))
+            }
+            State::Answered(Answer::Unknown(_)) => Self::Answered("unknown".into()),
         }
+    }
+}
+
+/// A create in progress under its record's lock. Dropped before it ends (its caller went away),
+/// it leaves the record as the create left it: in doubt once it may have reached WorkOS, fresh
+/// before; the shared ledger is told the same.
+struct Pending<'a> {
+    kept: tokio::sync::MutexGuard<'a, Kept>,
+    sent: Arc<std::sync::atomic::AtomicBool>,
+    claim: Option<(Arc<dyn CreateLedger>, String, String)>,
+    finished: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if self.sent.load(std::sync::atomic::Ordering::Relaxed) {
+            self.kept.state = State::InDoubt;
+        }
+        if let Some((ledger, key, holder)) = self.claim.take() {
+            let settled = Settled::from(&self.kept.state);
+            tokio::spawn(async move { ledger.settle(key, holder, settled).await });
+        }
+    }
+}
+
+/// Counts a call among a record's users while it lives.
+struct Users<'a>(&'a Record);
+
+impl<'a> Users<'a> {
+    fn enter(record: &'a Record) -> Self {
+        record
+            .users
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(record)
+    }
+
+    /// Whether no other call uses the record.
+    fn alone(&self) -> bool {
+        self.0.users.load(std::sync::atomic::Ordering::SeqCst) == 1
+    }
+}
+
+impl Drop for Users<'_> {
+    fn drop(&mut self) {
+        self.0
+            .users
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -139,9 +205,15 @@ fn fingerprint(new: &NewOrganization) -> [u8; 32] {
     };
     field(&new.name);
     field(new.external_id.as_ref().map_or("", |e| e.as_str()));
-    for claim in &new.domains {
-        field(&claim.domain);
-        field(if claim.verified { "verified" } else { "" });
+    let mut domains: Vec<_> = new
+        .domains
+        .iter()
+        .map(|claim| (claim.domain.as_str(), claim.verified))
+        .collect();
+    domains.sort_unstable();
+    for (domain, verified) in domains {
+        field(domain);
+        field(if verified { "verified" } else { "" });
     }
     field("metadata");
     for (key, value) in new.metadata.pairs() {
@@ -171,14 +243,13 @@ fn unknown(error: workos::Error) -> Box<Upstream> {
     }
 }
 
-/// What WorkOS holds under a create's external id, read back after the create's outcome was
-/// lost.
+/// What WorkOS holds under a create's external id, read fresh.
 pub(super) enum ReadBack {
-    /// The organization asked for: the create was made.
+    /// The organization asked for.
     Made(Organization),
-    /// Another organization holds the external id: this create cannot have been made.
-    Taken,
-    /// Nothing holds it: the create was not made.
+    /// Another organization holds the external id.
+    Taken(Organization),
+    /// Nothing holds it.
     Absent,
     /// No external id to look for, or the read failed.
     Unsettled,
@@ -186,7 +257,7 @@ pub(super) enum ReadBack {
 
 /// How a create that did not answer with an organization ended.
 pub(super) enum Outcome {
-    /// It may have been made; every retry with its `request_id` hears the same.
+    /// It may have been made.
     Unknown(Box<Upstream>),
     /// Nothing was made: a retry may create.
     NothingMade(Error),
@@ -253,24 +324,36 @@ impl Gateway {
             .records
             .get_with(key.clone(), async {
                 Arc::new(Record {
-                    fingerprint,
-                    state: tokio::sync::Mutex::new(State::Fresh),
+                    state: tokio::sync::Mutex::new(Kept {
+                        fingerprint,
+                        state: State::Fresh,
+                    }),
+                    users: std::sync::atomic::AtomicUsize::new(0),
                 })
             })
             .await;
-        if record.fingerprint != fingerprint {
-            return Err(reused());
+        let users = Users::enter(&record);
+        let mut kept = record.state.lock().await;
+        if kept.fingerprint != fingerprint {
+            // Nothing was made under it: a corrected request may take it over.
+            if !matches!(kept.state, State::Fresh) {
+                return Err(reused());
+            }
+            kept.fingerprint = fingerprint;
         }
-        let mut state = record.state.lock().await;
-        let mut in_doubt = match &*state {
-            State::Answered(answer) => return answer.clone().into_result(),
+        let mut in_doubt = match &kept.state {
+            State::Answered(answer) => {
+                let answer = answer.clone();
+                drop(kept);
+                return self.answer(call, answer).await;
+            }
             State::InDoubt => true,
             State::Fresh => false,
         };
         // With replicas, the shared ledger may know more, and holds the claim while this runs.
-        let holder = crate::domain::random_uuid();
-        let mut claimed = false;
+        let mut claim = None;
         if let Some(ledger) = &self.ledger {
+            let holder = crate::domain::random_uuid();
             let lease = call
                 .upstream
                 .deadline()
@@ -282,32 +365,33 @@ impl Gateway {
                 .claim(key.clone(), fingerprint, holder.clone(), lease)
                 .await
             {
-                Claim::Fresh => claimed = true,
+                Claim::Fresh => claim = Some((ledger.clone(), key.clone(), holder)),
                 Claim::InDoubt => {
-                    claimed = true;
+                    claim = Some((ledger.clone(), key.clone(), holder));
                     in_doubt = true;
+                    kept.state = State::InDoubt;
                 }
                 Claim::Answered(answer) => {
-                    let answer = self.replay(call, &answer).await?;
-                    *state = State::Answered(answer.clone());
-                    return answer.into_result();
+                    let answer = replayed(&answer)?;
+                    kept.state = State::Answered(answer.clone());
+                    drop(kept);
+                    return self.answer(call, answer).await;
                 }
                 Claim::Busy => return Err(in_progress()),
                 Claim::Mismatch => return Err(reused()),
                 Claim::Unreachable => {}
             }
         }
-        // Should this call be cut off from here on, the next one knows the create may have
-        // been made.
-        *state = State::InDoubt;
-        let outcome = if in_doubt {
-            self.settle_doubt(call, new).await
-        } else {
-            self.create_or_reconcile(call, new).await
+        let mut pending = Pending {
+            kept,
+            sent: call.upstream.create_in_doubt(),
+            claim,
+            finished: false,
         };
+        let outcome = self.create_or_reconcile(call, new, in_doubt).await;
         let (next, result) = match outcome {
             Ok(organization) => (
-                State::Answered(Answer::Created(organization.clone())),
+                State::Answered(Answer::Created(organization.id.clone())),
                 Ok(organization),
             ),
             // With an external id, the next retry can still find out: it reconciles again.
@@ -320,85 +404,93 @@ impl Gateway {
             ),
             Err(Outcome::NothingMade(error)) => (State::Fresh, Err(error)),
         };
-        if claimed && let Some(ledger) = &self.ledger {
-            let settled = match &next {
-                State::Fresh => Settled::Fresh,
-                State::InDoubt => Settled::InDoubt,
-                State::Answered(Answer::Created(organization)) => {
-                    Settled::Answered(format!("created:{}", organization.id.as_str()))
-                }
-                State::Answered(Answer::Unknown(_)) => Settled::Answered("unknown".into()),
-            };
-            ledger.settle(key, holder, settled).await;
+        if let Some((ledger, key, holder)) = pending.claim.take() {
+            ledger.settle(key, holder, Settled::from(&next)).await;
         }
-        *state = next;
+        let fresh = matches!(next, State::Fresh);
+        pending.kept.state = next;
+        pending.finished = true;
+        drop(pending);
+        // A record of nothing made keeps no place (a flood of refused creates must not push
+        // out the answers others may need), unless another call waits on it.
+        if fresh && users.alone() {
+            self.creates.records.invalidate(&key).await;
+        }
         result
     }
 
-    /// The answer another replica gave, as this one gives it.
-    async fn replay(&self, call: &mut Call, answer: &str) -> Result<Answer, Error> {
-        match answer.strip_prefix("created:") {
-            Some(id) => {
-                let id = crate::domain::OrganizationId::parse(id).map_err(|_| {
-                    Error::from(workos::Error::Malformed {
-                        field: "create ledger organization id",
-                    })
-                })?;
-                let organization = self
-                    .get_organization_as(
-                        &mut call.upstream,
-                        &crate::domain::OrganizationRef::Id(id),
-                    )
-                    .await?;
-                Ok(Answer::Created(organization))
+    /// A kept answer, as the caller gets it.
+    async fn answer(&self, call: &mut Call, answer: Answer) -> Result<Organization, Error> {
+        match answer {
+            Answer::Created(id) => {
+                self.get_organization_as(&mut call.upstream, &OrganizationRef::Id(id))
+                    .await
             }
-            None => Ok(Answer::Unknown(Box::new(workos::outcome_unknown(
-                "another replica answered this request_id so",
-            )))),
+            Answer::Unknown(upstream) => Err(Error::Upstream(upstream)),
         }
     }
 
-    /// Creates `new`; on an unknown outcome, reconciles by reading back its external id.
+    /// Creates `new`, and settles a failure whose outcome is unknown by reading back its
+    /// external id. `in_doubt`: an earlier call's create may have been made (or may still be
+    /// made), so it is looked for first, and an external id already used may be its.
     pub(super) async fn create_or_reconcile(
         &self,
         call: &mut Call,
         new: &NewOrganization,
+        in_doubt: bool,
     ) -> Result<Organization, Outcome> {
+        if in_doubt {
+            match self.read_back(call, new).await {
+                ReadBack::Made(organization) => return Ok(organization),
+                ReadBack::Taken(_) => return Err(Outcome::NothingMade(external_id_taken(new))),
+                ReadBack::Absent => {}
+                ReadBack::Unsettled => {
+                    return Err(Outcome::Unknown(Box::new(workos::outcome_unknown(
+                        "an earlier call with this request_id was cut off while its create was in flight",
+                    ))));
+                }
+            }
+        }
         match self
             .workos
             .create_organization(&mut call.upstream, new)
             .await
         {
             Ok(organization) => Ok(organization),
-            Err(workos::Error::OutcomeUnknown(failure)) => match self.read_back(call, new).await {
-                ReadBack::Made(organization) => Ok(organization),
-                ReadBack::Taken => Err(Outcome::NothingMade(external_id_taken(new))),
-                ReadBack::Absent => Err(Outcome::NothingMade(Error::from(*failure))),
-                ReadBack::Unsettled => Err(Outcome::Unknown(unknown(
-                    workos::Error::OutcomeUnknown(failure),
-                ))),
-            },
+            Err(workos::Error::OutcomeUnknown(failure)) => {
+                // WorkOS answered (a 5xx): what it holds now is final. It did not (a timeout, a
+                // broken connection): it may still be making it, so finding nothing proves
+                // nothing.
+                let answered = matches!(*failure, workos::Error::Api { .. });
+                match self.read_back(call, new).await {
+                    ReadBack::Made(organization) => Ok(organization),
+                    ReadBack::Taken(_) => Err(Outcome::NothingMade(external_id_taken(new))),
+                    ReadBack::Absent if answered => {
+                        Err(Outcome::NothingMade(Error::from(*failure)))
+                    }
+                    ReadBack::Absent | ReadBack::Unsettled => Err(Outcome::Unknown(unknown(
+                        workos::Error::OutcomeUnknown(failure),
+                    ))),
+                }
+            }
+            // The earlier create may have landed meanwhile: if what holds the external id is
+            // what was asked, it is this request's.
+            Err(error)
+                if in_doubt
+                    && matches!(&error, workos::Error::Api { code: Some(code), .. } if code == "external_id_already_used") =>
+            {
+                match self.read_back(call, new).await {
+                    ReadBack::Made(organization) => Ok(organization),
+                    ReadBack::Taken(_) | ReadBack::Absent => {
+                        Err(Outcome::NothingMade(external_id_taken(new)))
+                    }
+                    ReadBack::Unsettled => Err(Outcome::Unknown(unknown(error))),
+                }
+            }
             Err(error) => Err(Outcome::NothingMade(super::organizations::already_exists(
                 error.into(),
                 new,
             ))),
-        }
-    }
-
-    /// A previous call's create may have been made: find out, and create now only if it
-    /// provably was not.
-    async fn settle_doubt(
-        &self,
-        call: &mut Call,
-        new: &NewOrganization,
-    ) -> Result<Organization, Outcome> {
-        match self.read_back(call, new).await {
-            ReadBack::Made(organization) => Ok(organization),
-            ReadBack::Taken => Err(Outcome::NothingMade(external_id_taken(new))),
-            ReadBack::Absent => self.create_or_reconcile(call, new).await,
-            ReadBack::Unsettled => Err(Outcome::Unknown(Box::new(workos::outcome_unknown(
-                "an earlier call with this request_id was cut off while its create was in flight",
-            )))),
         }
     }
 
@@ -415,12 +507,26 @@ impl Gateway {
                 );
                 ReadBack::Made(found)
             }
-            Ok(Some(_)) => ReadBack::Taken,
+            Ok(Some(found)) => ReadBack::Taken(found),
             Ok(None) => ReadBack::Absent,
             Err(error) => {
                 tracing::warn!(error = %error, "could not read back a create whose answer was lost");
                 ReadBack::Unsettled
             }
         }
+    }
+}
+
+/// An answer another replica kept in the ledger.
+fn replayed(answer: &str) -> Result<Answer, Error> {
+    match answer.strip_prefix("created:") {
+        Some(id) => OrganizationId::parse(id).map(Answer::Created).map_err(|_| {
+            Error::from(workos::Error::Malformed {
+                field: "create ledger organization id",
+            })
+        }),
+        None => Ok(Answer::Unknown(Box::new(workos::outcome_unknown(
+            "another replica answered this request_id so",
+        )))),
     }
 }

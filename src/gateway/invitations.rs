@@ -125,10 +125,23 @@ impl Gateway {
         let (contact, contact_created) = self
             .ensure_contact(&mut call.upstream, &organization_id, &invitee)
             .await?;
-        let first = self
+        let mut first = self
             .workos
             .invite_it_contact(&mut call.upstream, &organization_id, &contact.id, &intents)
             .await;
+        if let Err(workos::Error::OutcomeUnknown(_)) = &first {
+            // The answer was lost. WorkOS keeps one active invitation per organization, so a
+            // second sending cannot mail twice: it goes out now if the first did not, or meets
+            // the first (this call's, under this organization's lock) as already active.
+            first = match self
+                .workos
+                .invite_it_contact(&mut call.upstream, &organization_id, &contact.id, &intents)
+                .await
+            {
+                Err(error) if code_of(&error) == Some(INVITATION_ACTIVE) => Ok(()),
+                settled => settled,
+            };
+        }
         let replaced_active = match first {
             Ok(()) => false,
             Err(error) if code_of(&error) == Some(INVITATION_ACTIVE) => {
@@ -371,6 +384,13 @@ impl Gateway {
                 .find_contact(upstream, organization_id, invitee)
                 .await?
                 .map(|contact| (contact, false))
+                .ok_or_else(|| Error::from(error)),
+            // The answer was lost: the contact is there if it was added (contacts are unique
+            // by address), and then this call added it.
+            Err(error @ workos::Error::OutcomeUnknown(_)) => self
+                .find_contact(upstream, organization_id, invitee)
+                .await?
+                .map(|contact| (contact, true))
                 .ok_or_else(|| Error::from(error)),
             Err(error) => {
                 Err(Error::from(error).not_found_as("organization", organization_id.as_str()))

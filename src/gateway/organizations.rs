@@ -43,7 +43,7 @@ impl Gateway {
             self.create_once(call, new.idempotency_key.clone(), &new)
                 .await?
         } else {
-            self.create_or_reconcile(call, &new)
+            self.create_or_reconcile(call, &new, false)
                 .await
                 .map_err(Outcome::into_error)?
         };
@@ -203,38 +203,24 @@ impl Gateway {
         };
         let (organization, created) = match found {
             Some(found) => (found, false),
-            None => match self
-                .workos
-                .create_organization(&mut call.upstream, &new)
-                .await
-            {
+            None => match self.create_or_reconcile(call, &new, false).await {
                 Ok(created) => (created, true),
-                Err(workos::Error::OutcomeUnknown(failure)) => {
-                    // The create's answer was lost: whatever holds the external id now is the
-                    // answer (made by this call, or by a racing one).
-                    match self.read_back(call, &new).await {
-                        ReadBack::Made(found) => (found, true),
-                        ReadBack::Taken => (
-                            self.get_by_external_id(&mut call.upstream, &external_id)
-                                .await?,
-                            false,
-                        ),
-                        ReadBack::Absent => return Err(Error::from(*failure)),
-                        ReadBack::Unsettled => {
-                            return Err(workos::Error::OutcomeUnknown(failure).into());
-                        }
+                // A racing call made it first: its organization is the answer, read fresh (the
+                // lookup above remembered the external id as missing).
+                Err(Outcome::NothingMade(Error::AlreadyExists {
+                    reason: "EXTERNAL_ID_ALREADY_USED",
+                    ..
+                })) => match self.read_back(call, &new).await {
+                    ReadBack::Made(winner) | ReadBack::Taken(winner) => (winner, false),
+                    ReadBack::Absent | ReadBack::Unsettled => {
+                        return Err(Error::from(workos::Error::OutcomeUnknown(Box::new(
+                            workos::Error::Malformed {
+                                field: "external_id (used, yet not found)",
+                            },
+                        ))));
                     }
-                }
-                Err(e) => {
-                    let error = Error::from(e);
-                    if error.workos_code() != Some("external_id_already_used") {
-                        return Err(already_exists(error, &new));
-                    }
-                    let winner = self
-                        .get_by_external_id(&mut call.upstream, &external_id)
-                        .await?;
-                    (winner, false)
-                }
+                },
+                Err(outcome) => return Err(outcome.into_error()),
             },
         };
         call.facts

@@ -559,7 +559,13 @@ async fn reload_policy(
     store: PolicyStore,
     metrics: Arc<Metrics>,
 ) {
-    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    // The time and the length: a write that ends within the clock tick of the one before it
+    // still changes the length, so a file seen half-written is read again once whole.
+    let modified = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .and_then(|m| Ok((m.modified()?, m.len())))
+            .ok()
+    };
     let mut last_seen = modified(&source.path);
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();

@@ -38,7 +38,8 @@ static INVITE_CONTACT: Route = Route {
     method: Method::POST,
     family: Family::Portal,
     delete: false,
-    // A second sending mails a second invitation, or meets the first as a conflict.
+    // A second sending after the first took effect meets it as already active: never sent again
+    // blindly (the gateway settles a lost answer itself, under the organization's lock).
     duplicates: true,
 };
 static REVOKE_INVITATION: Route = Route {

@@ -188,6 +188,7 @@ impl Client {
                 let mut own = Call {
                     context,
                     workos_request_id: None,
+                    create_in_doubt: Arc::default(),
                 };
                 let answer = self.send(&mut own, route, url, None, None).await;
                 if let Some(id) = own.workos_request_id {

@@ -59,6 +59,8 @@ impl Observe for () {}
 pub struct Call {
     context: Arc<CallContext>,
     workos_request_id: Option<String>,
+    /// Set while this call's latest create may have reached WorkOS and not been refused.
+    create_in_doubt: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Call {
@@ -67,11 +69,18 @@ impl Call {
         self.context.deadline
     }
 
+    /// Whether this call's latest create (or other call that WorkOS would make twice) may have
+    /// reached WorkOS and not been refused, read at any time, even after the call was dropped.
+    pub fn create_in_doubt(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.create_in_doubt.clone()
+    }
+
     /// Upstream work under `context`.
     pub fn new(context: CallContext) -> Self {
         Self {
             context: Arc::new(context),
             workos_request_id: None,
+            create_in_doubt: Arc::default(),
         }
     }
 
@@ -86,6 +95,7 @@ impl Call {
         Self {
             context: self.context.clone(),
             workos_request_id: None,
+            create_in_doubt: Arc::default(),
         }
     }
 
@@ -261,7 +271,13 @@ impl Client {
         body: Option<bytes::Bytes>,
         idempotency_key: Option<Arc<str>>,
     ) -> Result<Answer, Error> {
-        let in_doubt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let in_doubt = if route.duplicates {
+            call.create_in_doubt
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            call.create_in_doubt.clone()
+        } else {
+            Arc::default()
+        };
         let exchange = Exchange {
             route,
             url,

@@ -292,3 +292,114 @@ async fn ensure_adopts_what_its_lost_create_made() {
     assert_eq!(organizations(&app).await.len(), 1);
     assert_eq!(app.emulator.count(ROUTE).await, 1);
 }
+
+#[tokio::test]
+async fn finding_nothing_right_after_a_timeout_proves_nothing() {
+    let emulator = TestEmulator::start().await;
+    // Each attempt may take 300 ms; WorkOS takes 700 ms, then makes it.
+    let config = base_config(&emulator.url).replacen(
+        "request_timeout = \"5s\"",
+        "request_timeout = \"300ms\"",
+        1,
+    );
+    let app = spawn_app_with(emulator, &config, API_KEY).await;
+    app.emulator
+        .fault(json!({"route": ROUTE, "delay_ms": 700, "count": 1}))
+        .await;
+    let mut orgs = app.orgs.clone();
+    let status = orgs
+        .create_organization(create("Late", "late", "late-1"))
+        .await
+        .expect_err("timed out");
+    assert_eq!(
+        (status.code(), reason(&status)),
+        (Code::Unavailable, "WORKOS_OUTCOME_UNKNOWN".to_owned()),
+        "the read-back found nothing yet, which settles nothing"
+    );
+    wait_until(|| async { organizations(&app).await.len() == 1 }).await;
+    let adopted = orgs
+        .create_organization(create("Late", "late", "late-1"))
+        .await
+        .expect("the retry adopts what the first call made")
+        .into_inner()
+        .organization
+        .expect("organization");
+    assert_eq!(adopted.external_id, "late");
+    assert_eq!(app.emulator.count(ROUTE).await, 1);
+}
+
+#[tokio::test]
+async fn ensure_finds_what_a_racing_call_made_even_after_looking_it_up_as_missing() {
+    let app = app(false).await;
+    let missing = app
+        .orgs
+        .clone()
+        .get_organization(proto::GetOrganizationRequest {
+            organization: Some(proto::get_organization_request::Organization::ExternalId(
+                "raced".into(),
+            )),
+        })
+        .await
+        .expect_err("not yet");
+    assert_eq!(missing.code(), Code::NotFound);
+    // Made behind the gateway's back, as another replica would.
+    let made = app
+        .emulator
+        .create_organization(json!({"name": "Raced", "external_id": "raced"}))
+        .await;
+    let ensured = app
+        .orgs
+        .clone()
+        .ensure_organization(proto::EnsureOrganizationRequest {
+            name: "Raced".into(),
+            external_id: "raced".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the existing organization")
+        .into_inner();
+    assert!(!ensured.created);
+    assert_eq!(
+        ensured.organization.expect("organization").id,
+        made["id"].as_str().expect("id")
+    );
+}
+
+#[tokio::test]
+async fn a_create_refused_before_it_was_sent_leaves_its_request_id_free() {
+    let app = app(false).await;
+    // Rate limited, with a wait longer than the caller gives: refused at once, nothing made.
+    app.emulator
+        .fault(json!({"route": ROUTE, "status": 429, "retry_after": 5, "count": 1}))
+        .await;
+    let mut orgs = app.orgs.clone();
+    let mut impatient = tonic::Request::new(create("Patient", "", "patient-1"));
+    impatient.set_timeout(Duration::from_secs(2));
+    let status = orgs
+        .create_organization(impatient)
+        .await
+        .expect_err("rate limited");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    orgs.create_organization(create("Patient", "", "patient-1"))
+        .await
+        .expect("created on the retry, not answered as unknown");
+    assert_eq!(organizations(&app).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_request_may_be_corrected_under_the_same_request_id() {
+    let app = app(false).await;
+    app.emulator
+        .create_organization(json!({"name": "Owner", "domain_data": [{"domain": "once.example", "state": "verified"}]}))
+        .await;
+    let mut orgs = app.orgs.clone();
+    let status = orgs
+        .create_organization(with_domain(create("Mine", "", "fix-1")))
+        .await
+        .expect_err("the domain is taken");
+    assert_eq!(status.code(), Code::AlreadyExists);
+    orgs.create_organization(create("Mine", "", "fix-1"))
+        .await
+        .expect("the corrected request");
+    assert_eq!(organizations(&app).await.len(), 2);
+}

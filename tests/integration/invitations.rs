@@ -408,3 +408,32 @@ async fn replacing_an_invitation_needs_the_right_to_revoke_one() {
         .to_owned();
     assert_eq!(page_status(&app, &first_link).await, 200, "still active");
 }
+
+#[tokio::test]
+async fn an_invitation_and_a_contact_whose_answers_were_lost_are_settled_not_refused() {
+    let app = app().await;
+    let id = organization(&app).await;
+    for route in [
+        "POST /organizations/{id}/it_contacts",
+        "POST /organizations/{id}/it_contacts/{contact_id}/invite",
+    ] {
+        app.emulator
+            .fault(json!({"route": route, "status": 500, "after_commit": true, "count": 1}))
+            .await;
+    }
+    let invited = client(&app, "verified-token")
+        .invite_it_contact(invite(&id, "ada@acme.example", false))
+        .await
+        .expect("both lost answers settled")
+        .into_inner();
+    assert!(invited.contact_created, "this call added the contact");
+    let sent = outbox(&app).await;
+    assert_eq!(sent.len(), 1, "mailed once: {sent:?}");
+    assert_eq!(
+        app.emulator
+            .count("POST /organizations/{id}/it_contacts")
+            .await,
+        1,
+        "the contact was never added twice"
+    );
+}

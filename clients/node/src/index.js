@@ -143,7 +143,12 @@ export class Client {
       let wait = null;
       if (error.code === grpc.status.RESOURCE_EXHAUSTED) {
         wait = error.retryAfterMs;
-      } else if (error.code === grpc.status.UNAVAILABLE && retryUnavailable) {
+      } else if (
+        error.code === grpc.status.UNAVAILABLE &&
+        retryUnavailable &&
+        // The change may have been made: the caller looks before trying again.
+        error.reason !== 'WORKOS_OUTCOME_UNKNOWN'
+      ) {
         wait = error.retryAfterMs ?? 200 * 2 ** (attempt - 1);
       }
       if (wait === null || attempt === MAX_ATTEMPTS || Date.now() + wait >= deadline) throw error;

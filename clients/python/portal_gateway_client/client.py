@@ -137,7 +137,12 @@ class Client:
                 error = GatewayError.from_rpc_error(rpc_error)
             if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 wait = error.retry_after
-            elif error.code == grpc.StatusCode.UNAVAILABLE and retry_unavailable:
+            elif (
+                error.code == grpc.StatusCode.UNAVAILABLE
+                and retry_unavailable
+                # The change may have been made: the caller looks before trying again.
+                and error.reason != "WORKOS_OUTCOME_UNKNOWN"
+            ):
                 wait = error.retry_after if error.retry_after is not None else 0.2 * 2 ** (attempt - 1)
             else:
                 wait = None
