@@ -14,37 +14,57 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 const KEEP_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Claims a record: KEYS[1] the record; ARGV fingerprint, holder, lease (ms), keep (ms).
-/// Answers `{state}` or `{"answered", answer}`. A claimed record is in doubt until settled, so
-/// a holder that dies (its lease passes) leaves it so.
+/// Answers `{state}` (`fresh`, `in_doubt`, `busy`, `mismatch`) or `{"answered", answer}`. A
+/// claim is `claimed` until its holder says it is `sending`; a claim whose holder is gone
+/// (its lease passed) made nothing if it never got that far, and may have if it did.
 static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'state', 'answer', 'holder', 'lease')
-local function take(state)
-  redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'state', 'in_doubt', 'holder', ARGV[2],
+local function take(was, state)
+  redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'state', state, 'holder', ARGV[2],
     'lease', ms + tonumber(ARGV[3]))
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  return {state}
+  return {was}
 end
-if not r[1] then return take('fresh') end
-local live = r[4] and r[4] ~= '' and tonumber(r[5] or '0') > ms
--- Nothing was made under it and nobody holds it: a corrected request may take it.
-if r[2] == 'fresh' and not live then return take('fresh') end
+if not r[1] then return take('fresh', 'claimed') end
+if r[2] == 'answered' then
+  if r[1] ~= ARGV[1] then return {'mismatch'} end
+  return {'answered', r[3]}
+end
+if r[4] and r[4] ~= '' and tonumber(r[5] or '0') > ms then return {'busy'} end
+-- Nothing was made under it: a corrected request may take it.
+if r[2] == 'fresh' or r[2] == 'claimed' then return take('fresh', 'claimed') end
 if r[1] ~= ARGV[1] then return {'mismatch'} end
-if r[2] == 'answered' then return {'answered', r[3]} end
-if live then return {'busy'} end
-return take(r[2])
+return take('in_doubt', 'in_doubt')
 ",
     )
 });
 
-/// Settles a claim: KEYS[1] the record; ARGV holder, state, answer. Only the holder may.
+/// Marks a claim as sending: KEYS[1] the record; ARGV holder. Only the holder may.
+static SENDING: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'in_doubt')
+return 1
+",
+    )
+});
+
+/// Settles a claim: KEYS[1] the record; ARGV holder, state, answer. Only the holder may. A
+/// record of nothing made is deleted: absent means the same, and a flood of refused creates
+/// leaves no keys behind.
 static SETTLE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
+if ARGV[2] == 'fresh' then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'answer', ARGV[3], 'holder', '', 'lease', 0)
 return 1
 ",
@@ -91,6 +111,22 @@ impl CreateLedger for Cluster {
                 Some([state, answer]) if state == "answered" => Claim::Answered(answer.clone()),
                 _ => Claim::Unreachable,
             }
+        })
+    }
+
+    fn sending(&self, key: String, holder: String) -> Boxed<'_, bool> {
+        Box::pin(async move {
+            let mut connection = self.inner.connection.clone();
+            let marked: Option<i64> = self
+                .bounded(
+                    SENDING
+                        .key(self.key(&format!("create:{key}")))
+                        .arg(holder)
+                        .invoke_async(&mut connection),
+                )
+                .await;
+            self.note(marked.is_some());
+            marked == Some(1)
         })
     }
 

@@ -45,6 +45,9 @@ pub trait CreateLedger: Send + Sync + std::fmt::Debug {
         holder: String,
         lease: Duration,
     ) -> Boxed<'_, Claim>;
+    /// Marks `holder`'s claim as about to reach WorkOS (until then, a claim whose holder is
+    /// gone made nothing); whether the ledger took it.
+    fn sending(&self, key: String, holder: String) -> Boxed<'_, bool>;
     /// Ends `holder`'s claim with what its create came to.
     fn settle(&self, key: String, holder: String, settled: Settled) -> Boxed<'_, ()>;
 }
@@ -104,7 +107,7 @@ impl Default for CreateRecords {
 /// whole create, so retries with the same id wait for the first instead of racing it.
 #[derive(Debug)]
 struct Record {
-    state: tokio::sync::Mutex<Kept>,
+    state: Arc<tokio::sync::Mutex<Kept>>,
     /// Calls using the record now (holding its lock or waiting for it).
     users: std::sync::atomic::AtomicUsize,
 }
@@ -114,6 +117,8 @@ struct Record {
 struct Kept {
     fingerprint: [u8; 32],
     state: State,
+    /// Taken out of the records: a call that waited on it looks the record up again.
+    retired: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -149,14 +154,14 @@ impl From<&State> for Settled {
 /// A create in progress under its record's lock. Dropped before it ends (its caller went away),
 /// it leaves the record as the create left it: in doubt once it may have reached WorkOS, fresh
 /// before; the shared ledger is told the same.
-struct Pending<'a> {
-    kept: tokio::sync::MutexGuard<'a, Kept>,
+struct Pending {
+    kept: tokio::sync::OwnedMutexGuard<Kept>,
     sent: Arc<std::sync::atomic::AtomicBool>,
     claim: Option<(Arc<dyn CreateLedger>, String, String)>,
     finished: bool,
 }
 
-impl Drop for Pending<'_> {
+impl Drop for Pending {
     fn drop(&mut self) {
         if self.finished {
             return;
@@ -164,18 +169,21 @@ impl Drop for Pending<'_> {
         if self.sent.load(std::sync::atomic::Ordering::Relaxed) {
             self.kept.state = State::InDoubt;
         }
-        if let Some((ledger, key, holder)) = self.claim.take() {
+        if let Some((ledger, key, holder)) = self.claim.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Without a runtime the claim's lease settles it.
             let settled = Settled::from(&self.kept.state);
-            tokio::spawn(async move { ledger.settle(key, holder, settled).await });
+            runtime.spawn(async move { ledger.settle(key, holder, settled).await });
         }
     }
 }
 
 /// Counts a call among a record's users while it lives.
-struct Users<'a>(&'a Record);
+struct Users(Arc<Record>);
 
-impl<'a> Users<'a> {
-    fn enter(record: &'a Record) -> Self {
+impl Users {
+    fn enter(record: Arc<Record>) -> Self {
         record
             .users
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -188,7 +196,7 @@ impl<'a> Users<'a> {
     }
 }
 
-impl Drop for Users<'_> {
+impl Drop for Users {
     fn drop(&mut self) {
         self.0
             .users
@@ -280,6 +288,24 @@ fn reused() -> Error {
     .into()
 }
 
+/// The ledger cannot say whether another replica answered this `request_id`.
+fn ledger_unreachable() -> Error {
+    Error::Upstream(Box::new(Upstream {
+        class: crate::error::UpstreamClass::Unavailable,
+        reason: "CREATE_LEDGER_UNAVAILABLE",
+        message: "the replicas' record of creates cannot be reached, so this create cannot be \
+                  told from a retry of one made elsewhere; nothing was made: retry shortly"
+            .into(),
+        http_status: None,
+        workos_code: None,
+        workos_request_id: None,
+        retry_after: Some(Duration::from_secs(1)),
+        field_violations: Vec::new(),
+        quota_subject: None,
+        log: None,
+    }))
+}
+
 /// Another replica is creating under this `request_id` now.
 fn in_progress() -> Error {
     Error::Upstream(Box::new(Upstream {
@@ -319,21 +345,27 @@ impl Gateway {
         new: &NewOrganization,
     ) -> Result<Organization, Error> {
         let fingerprint = fingerprint(new);
-        let record = self
-            .creates
-            .records
-            .get_with(key.clone(), async {
-                Arc::new(Record {
-                    state: tokio::sync::Mutex::new(Kept {
-                        fingerprint,
-                        state: State::Fresh,
-                    }),
-                    users: std::sync::atomic::AtomicUsize::new(0),
+        let (record, users, mut kept) = loop {
+            let record = self
+                .creates
+                .records
+                .get_with(key.clone(), async {
+                    Arc::new(Record {
+                        state: Arc::new(tokio::sync::Mutex::new(Kept {
+                            fingerprint,
+                            state: State::Fresh,
+                            retired: false,
+                        })),
+                        users: std::sync::atomic::AtomicUsize::new(0),
+                    })
                 })
-            })
-            .await;
-        let users = Users::enter(&record);
-        let mut kept = record.state.lock().await;
+                .await;
+            let users = Users::enter(record.clone());
+            let kept = record.state.clone().lock_owned().await;
+            if !kept.retired {
+                break (record, users, kept);
+            }
+        };
         if kept.fingerprint != fingerprint {
             // Nothing was made under it: a corrected request may take it over.
             if !matches!(kept.state, State::Fresh) {
@@ -361,15 +393,27 @@ impl Gateway {
                 .saturating_add(Duration::from_secs(1))
                 .min(MAX_LEASE);
             let fingerprint = crate::domain::hex(&fingerprint);
-            match ledger
+            let claimed = ledger
                 .claim(key.clone(), fingerprint, holder.clone(), lease)
-                .await
-            {
-                Claim::Fresh => claim = Some((ledger.clone(), key.clone(), holder)),
-                Claim::InDoubt => {
-                    claim = Some((ledger.clone(), key.clone(), holder));
-                    in_doubt = true;
-                    kept.state = State::InDoubt;
+                .await;
+            match claimed {
+                Claim::Fresh | Claim::InDoubt => {
+                    if claimed == Claim::InDoubt {
+                        in_doubt = true;
+                        kept.state = State::InDoubt;
+                    }
+                    // The ledger must know the create may reach WorkOS before it does.
+                    if ledger.sending(key.clone(), holder.clone()).await {
+                        claim = Some((ledger.clone(), key.clone(), holder));
+                    } else {
+                        ledger
+                            .settle(key.clone(), holder, Settled::from(&kept.state))
+                            .await;
+                        if new.external_id.is_none() {
+                            return Err(ledger_unreachable());
+                        }
+                        in_doubt = true;
+                    }
                 }
                 Claim::Answered(answer) => {
                     let answer = replayed(&answer)?;
@@ -379,7 +423,11 @@ impl Gateway {
                 }
                 Claim::Busy => return Err(in_progress()),
                 Claim::Mismatch => return Err(reused()),
-                Claim::Unreachable => {}
+                // Another replica may hold this request_id's answer. With an external id,
+                // reading back settles it (external ids are unique); without one, a create now
+                // could be a second.
+                Claim::Unreachable if new.external_id.is_some() => in_doubt = true,
+                Claim::Unreachable => return Err(ledger_unreachable()),
             }
         }
         let mut pending = Pending {
@@ -402,20 +450,31 @@ impl Gateway {
                 State::Answered(Answer::Unknown(upstream.clone())),
                 Err(Error::Upstream(upstream)),
             ),
+            // An earlier create may still land: only another organization holding the external
+            // id proves it never will.
+            Err(Outcome::NothingMade(error))
+                if in_doubt && error.reason() != "EXTERNAL_ID_ALREADY_USED" =>
+            {
+                (State::InDoubt, Err(error))
+            }
             Err(Outcome::NothingMade(error)) => (State::Fresh, Err(error)),
         };
-        if let Some((ledger, key, holder)) = pending.claim.take() {
-            ledger.settle(key, holder, Settled::from(&next)).await;
-        }
+        let settled = Settled::from(&next);
         let fresh = matches!(next, State::Fresh);
         pending.kept.state = next;
         pending.finished = true;
-        drop(pending);
+        if let Some((ledger, key, holder)) = pending.claim.take() {
+            ledger.settle(key, holder, settled).await;
+        }
         // A record of nothing made keeps no place (a flood of refused creates must not push
-        // out the answers others may need), unless another call waits on it.
+        // out the answers others may need), unless another call waits on it; one that waited
+        // looks it up again.
         if fresh && users.alone() {
+            pending.kept.retired = true;
+            drop(pending);
             self.creates.records.invalidate(&key).await;
         }
+        drop(record);
         result
     }
 
@@ -458,16 +517,11 @@ impl Gateway {
         {
             Ok(organization) => Ok(organization),
             Err(workos::Error::OutcomeUnknown(failure)) => {
-                // WorkOS answered (a 5xx): what it holds now is final. It did not (a timeout, a
-                // broken connection): it may still be making it, so finding nothing proves
-                // nothing.
-                let answered = matches!(*failure, workos::Error::Api { .. });
+                // Finding nothing proves nothing: after a timeout or a broken connection WorkOS
+                // may still be making it, and a 5xx may come from a proxy in front of it.
                 match self.read_back(call, new).await {
                     ReadBack::Made(organization) => Ok(organization),
                     ReadBack::Taken(_) => Err(Outcome::NothingMade(external_id_taken(new))),
-                    ReadBack::Absent if answered => {
-                        Err(Outcome::NothingMade(Error::from(*failure)))
-                    }
                     ReadBack::Absent | ReadBack::Unsettled => Err(Outcome::Unknown(unknown(
                         workos::Error::OutcomeUnknown(failure),
                     ))),

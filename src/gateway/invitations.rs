@@ -129,16 +129,19 @@ impl Gateway {
             .workos
             .invite_it_contact(&mut call.upstream, &organization_id, &contact.id, &intents)
             .await;
-        if let Err(workos::Error::OutcomeUnknown(_)) = &first {
+        if let Err(lost @ workos::Error::OutcomeUnknown(_)) = &first {
             // The answer was lost. WorkOS keeps one active invitation per organization, so a
-            // second sending cannot mail twice: it goes out now if the first did not, or meets
-            // the first (this call's, under this organization's lock) as already active.
+            // second sending cannot mail twice: it goes out now if the first did not. If one is
+            // active, nothing says whose (another replica's, an earlier one): still unknown.
+            let lost = lost.clone();
             first = match self
                 .workos
                 .invite_it_contact(&mut call.upstream, &organization_id, &contact.id, &intents)
                 .await
             {
-                Err(error) if code_of(&error) == Some(INVITATION_ACTIVE) => Ok(()),
+                Err(error) if code_of(&error) == Some(INVITATION_ACTIVE) => {
+                    return Err(lost.into());
+                }
                 settled => settled,
             };
         }

@@ -443,3 +443,33 @@ async fn a_retry_that_reaches_another_replica_gets_the_first_answer() {
     assert_eq!(crate::helpers::bad_fields(&status), ["request_id"]);
     assert_eq!(workos.count(ROUTE).await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_redis_a_create_that_cannot_be_told_from_a_retry_is_refused_unmade() {
+    let workos = TestEmulator::start().await;
+    let mut redis = Redis::start();
+    let (a, _) = replica_with(&workos, &redis, "").await;
+    redis.kill();
+    let mut orgs = a.orgs.clone();
+    let status = orgs
+        .create_organization(proto::CreateOrganizationRequest {
+            name: "Unsure".into(),
+            request_id: "unsure-1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no ledger, no external id");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(crate::helpers::reason(&status), "CREATE_LEDGER_UNAVAILABLE");
+    assert_eq!(workos.count("POST /organizations").await, 0, "nothing sent");
+    // With an external id, reading back settles what the ledger would have: it goes ahead.
+    orgs.create_organization(proto::CreateOrganizationRequest {
+        name: "Sure".into(),
+        external_id: "sure".into(),
+        request_id: "sure-1".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("created");
+    assert_eq!(workos.count("POST /organizations").await, 1);
+}

@@ -159,7 +159,7 @@ async fn without_an_external_id_a_lost_answer_is_reported_and_never_duplicated()
 }
 
 #[tokio::test]
-async fn a_failure_before_anything_was_made_leaves_the_request_id_free_to_retry() {
+async fn a_5xx_with_nothing_made_stays_unknown_until_a_retry_finds_nothing_and_creates() {
     let app = app(false).await;
     app.emulator
         .fault(json!({"route": ROUTE, "status": 503, "count": 1}))
@@ -171,13 +171,13 @@ async fn a_failure_before_anything_was_made_leaves_the_request_id_free_to_retry(
         .expect_err("503 before commit");
     assert_eq!(
         (status.code(), reason(&status)),
-        (Code::Unavailable, "WORKOS_UNAVAILABLE".to_owned()),
-        "the read-back found nothing, so this is an ordinary failure"
+        (Code::Unavailable, "WORKOS_OUTCOME_UNKNOWN".to_owned()),
+        "a 5xx may come from a proxy in front of WorkOS: finding nothing right away settles nothing"
     );
     assert!(organizations(&app).await.is_empty());
     orgs.create_organization(create("Later", "later", "later-1"))
         .await
-        .expect("the retry creates it");
+        .expect("the retry looks, finds nothing, and creates it");
     assert_eq!(organizations(&app).await.len(), 1);
     assert_eq!(app.emulator.count(ROUTE).await, 2);
 }

@@ -410,25 +410,19 @@ async fn replacing_an_invitation_needs_the_right_to_revoke_one() {
 }
 
 #[tokio::test]
-async fn an_invitation_and_a_contact_whose_answers_were_lost_are_settled_not_refused() {
+async fn an_invitation_and_a_contact_whose_answers_were_lost_are_settled_or_reported() {
     let app = app().await;
     let id = organization(&app).await;
-    for route in [
-        "POST /organizations/{id}/it_contacts",
-        "POST /organizations/{id}/it_contacts/{contact_id}/invite",
-    ] {
-        app.emulator
-            .fault(json!({"route": route, "status": 500, "after_commit": true, "count": 1}))
-            .await;
-    }
+    // The contact's answer is lost: found by address, it is this call's.
+    app.emulator
+        .fault(json!({"route": "POST /organizations/{id}/it_contacts", "status": 500, "after_commit": true, "count": 1}))
+        .await;
     let invited = client(&app, "verified-token")
         .invite_it_contact(invite(&id, "ada@acme.example", false))
         .await
-        .expect("both lost answers settled")
+        .expect("the lost contact answer settled")
         .into_inner();
     assert!(invited.contact_created, "this call added the contact");
-    let sent = outbox(&app).await;
-    assert_eq!(sent.len(), 1, "mailed once: {sent:?}");
     assert_eq!(
         app.emulator
             .count("POST /organizations/{id}/it_contacts")
@@ -436,4 +430,43 @@ async fn an_invitation_and_a_contact_whose_answers_were_lost_are_settled_not_ref
         1,
         "the contact was never added twice"
     );
+    // An invitation lost before it was made goes out on the second sending.
+    let route = "POST /organizations/{id}/it_contacts/{contact_id}/invite";
+    client(&app, "verified-token")
+        .revoke_invitation(RevokeInvitationRequest {
+            organization: Some(revoke_invitation_request::Organization::OrganizationId(
+                id.clone(),
+            )),
+            email: "ada@acme.example".into(),
+        })
+        .await
+        .expect("revoked");
+    app.emulator
+        .fault(json!({"route": route, "status": 502, "count": 1}))
+        .await;
+    client(&app, "verified-token")
+        .invite_it_contact(invite(&id, "ada@acme.example", false))
+        .await
+        .expect("sent the second time");
+    assert_eq!(outbox(&app).await.len(), 2);
+    // One made whose answer was lost: an active invitation now, but nothing says it is this
+    // call's, so the caller hears the outcome is unknown, and nothing is mailed twice.
+    client(&app, "verified-token")
+        .revoke_invitation(RevokeInvitationRequest {
+            organization: Some(revoke_invitation_request::Organization::OrganizationId(
+                id.clone(),
+            )),
+            email: "ada@acme.example".into(),
+        })
+        .await
+        .expect("revoked");
+    app.emulator
+        .fault(json!({"route": route, "status": 500, "after_commit": true, "count": 1}))
+        .await;
+    let status = client(&app, "verified-token")
+        .invite_it_contact(invite(&id, "ada@acme.example", false))
+        .await
+        .expect_err("unknown");
+    assert_eq!(reason(&status), "WORKOS_OUTCOME_UNKNOWN");
+    assert_eq!(outbox(&app).await.len(), 3, "mailed once");
 }

@@ -72,6 +72,8 @@ export function intentName(intent) {
  * @property {string} [actingUser] sent as `x-acting-user`
  * @property {string} [requestId] sent as `x-request-id` (generated when not given)
  * @property {boolean} [retryUnavailable] retry UNAVAILABLE here (for writes safe to repeat)
+ * @property {boolean} [retryUnknown] retry WORKOS_OUTCOME_UNKNOWN too (creates the gateway can
+ *   settle by their external id)
  */
 
 export class Client {
@@ -127,7 +129,7 @@ export class Client {
     stub,
     method,
     request,
-    { timeoutMs = 10_000, actingUser, requestId, retryUnavailable = false } = {},
+    { timeoutMs = 10_000, actingUser, requestId, retryUnavailable = false, retryUnknown = false } = {},
   ) {
     const deadline = Date.now() + timeoutMs;
     const metadata = this.metadata({ actingUser, requestId });
@@ -146,8 +148,9 @@ export class Client {
       } else if (
         error.code === grpc.status.UNAVAILABLE &&
         retryUnavailable &&
-        // The change may have been made: the caller looks before trying again.
-        error.reason !== 'WORKOS_OUTCOME_UNKNOWN'
+        // The change may have been made: only a create the gateway can look up (by its
+        // external id) is sent again; otherwise the caller looks first.
+        (retryUnknown || error.reason !== 'WORKOS_OUTCOME_UNKNOWN')
       ) {
         wait = error.retryAfterMs ?? 200 * 2 ** (attempt - 1);
       }
@@ -190,7 +193,11 @@ export class Client {
    */
   async createOrganization(name, { externalId = '', requestId = '', timeoutMs } = {}) {
     const request = { name, externalId, requestId };
-    const options = { timeoutMs, retryUnavailable: Boolean(requestId) };
+    const options = {
+      timeoutMs,
+      retryUnavailable: Boolean(requestId),
+      retryUnknown: Boolean(requestId && externalId),
+    };
     return (await this.call(this.organizations, 'CreateOrganization', request, options)).organization;
   }
 

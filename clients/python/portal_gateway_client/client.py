@@ -121,12 +121,13 @@ class Client:
         acting_user: str | None = None,
         request_id: str | None = None,
         retry_unavailable: bool = False,
+        retry_unknown: bool = False,
     ) -> Response:
         """Calls a unary stub method within `timeout` seconds, raising GatewayError.
 
         RESOURCE_EXHAUSTED is retried when its RetryInfo says when and that fits in the time left
         (the service config cannot honour RetryInfo); UNAVAILABLE only with `retry_unavailable`,
-        for writes that are safe to repeat. Every attempt carries the same `x-request-id`.
+        for writes that are safe to repeat, and WORKOS_OUTCOME_UNKNOWN only with `retry_unknown`. Every attempt carries the same `x-request-id`.
         """
         deadline = time.monotonic() + timeout
         metadata = self.metadata(acting_user, request_id)
@@ -140,8 +141,9 @@ class Client:
             elif (
                 error.code == grpc.StatusCode.UNAVAILABLE
                 and retry_unavailable
-                # The change may have been made: the caller looks before trying again.
-                and error.reason != "WORKOS_OUTCOME_UNKNOWN"
+                # The change may have been made: only a create the gateway can look up (by its
+                # external id) is sent again; otherwise the caller looks first.
+                and (retry_unknown or error.reason != "WORKOS_OUTCOME_UNKNOWN")
             ):
                 wait = error.retry_after if error.retry_after is not None else 0.2 * 2 ** (attempt - 1)
             else:
@@ -211,6 +213,7 @@ class Client:
             request,
             timeout=timeout,
             retry_unavailable=bool(request_id),
+            retry_unknown=bool(request_id and external_id),
         )
         return response.organization
 
