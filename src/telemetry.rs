@@ -85,6 +85,7 @@ pub struct Metrics {
     cache_lookups: Family<ResultLabels, Counter>,
     quota_rejections: Family<ScopeLabels, Counter>,
     in_flight: Gauge,
+    unfinished_refused: Counter,
     policy_reloads: Family<ResultLabels, Counter>,
     audit_failures: Counter,
     audit_failing: Gauge,
@@ -121,6 +122,12 @@ impl Metrics {
         let cache_lookups = Family::<ResultLabels, Counter>::default();
         let quota_rejections = Family::<ScopeLabels, Counter>::default();
         let in_flight = Gauge::default();
+        let unfinished_refused = Counter::default();
+        registry.register(
+            "unfinished_requests_refused",
+            "Streams refused because server.max_unfinished_requests requests were still arriving",
+            unfinished_refused.clone(),
+        );
         let policy_reloads = Family::<ResultLabels, Counter>::default();
         let audit_failures = Counter::default();
         let audit_failing = Gauge::default();
@@ -243,6 +250,7 @@ impl Metrics {
             cache_lookups,
             quota_rejections,
             in_flight,
+            unfinished_refused,
             policy_reloads,
             audit_failures,
             audit_failing,
@@ -255,6 +263,11 @@ impl Metrics {
             cluster_replicas,
             cluster_invalidations,
         }
+    }
+
+    /// Counts a stream refused while too many requests were still arriving.
+    pub fn unfinished_request_refused(&self) {
+        self.unfinished_refused.inc();
     }
 
     /// Counts an audit record that could not be written.

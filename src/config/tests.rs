@@ -270,3 +270,29 @@ fn trusting_everyone_or_a_long_token_leeway_is_refused() {
         "{lines}"
     );
 }
+
+#[test]
+fn the_server_bounds_take_counts_from_one_to_a_million() {
+    let key = env(&[("WORKOS_API_KEY", "sk_test_abcdef")]);
+    let config = Config::load("[server]\nmax_unfinished_requests = 64\n", &key).expect("valid");
+    assert_eq!(config.server.max_unfinished_requests, 64);
+    let default = Config::load("", &key).expect("valid");
+    assert_eq!(default.server.max_unfinished_requests, 1024);
+    let text =
+        "[server]\nmax_unfinished_requests = 0\nmax_in_flight = 2000000\nmax_connections = 0\n";
+    let error = Config::load(text, &key).expect_err("bad");
+    assert_eq!(
+        error.problems,
+        [
+            "server.max_in_flight: must be between 1 and 1000000",
+            "server.max_connections: must be between 1 and 1000000",
+            "server.max_unfinished_requests: must be between 1 and 1000000",
+        ]
+    );
+    // Not a count at all: located (the TOML layer reports where, not which key).
+    let error = Config::load("[server]\nmax_unfinished_requests = -1\n", &key).expect_err("bad");
+    assert!(
+        error.problems[0].starts_with("config file: line 2, column "),
+        "{error}"
+    );
+}

@@ -19,9 +19,12 @@ use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 
+mod admission;
 mod incoming;
 mod settings;
 
+pub use admission::REFUSED_REASON as UNFINISHED_REQUESTS_REFUSED_REASON;
+use admission::UnfinishedRequestsLayer;
 use incoming::{ConnectionCap, PausingOnExhaustion};
 pub use settings::{RawServer, ServerSettings};
 
@@ -283,10 +286,12 @@ pub async fn serve_with_admin(
         let _ = draining_tx.send(());
     };
 
-    // Bounded per connection and per request: no client can hold unbounded streams, headers or
-    // half-sent bodies. Deadlines start only once a request is decoded, so the outer timeout
-    // (longer than any deadline the envelope enforces) is what ends a body that never finishes;
-    // tonic answers that with CANCELLED.
+    // Bounded per connection, per request and server-wide: no client can hold unbounded
+    // streams, headers or half-sent bodies. Deadlines start only once a request is decoded, so
+    // the outer timeout (longer than any deadline the envelope enforces) is what ends a body that
+    // never finishes; tonic answers that with CANCELLED. Before that, half-sent requests past
+    // `max_unfinished_requests` are refused as they arrive (the first layer, so a refusal costs
+    // nothing else).
     let mut builder = Server::builder()
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
@@ -295,6 +300,10 @@ pub async fn serve_with_admin(
         .max_connection_age(config.server.max_connection_age)
         .max_connection_age_grace(config.server.max_connection_age_grace)
         .timeout(config.server.request_timeout + UNFINISHED_REQUEST_SLACK)
+        .layer(UnfinishedRequestsLayer::new(
+            config.server.max_unfinished_requests,
+            metrics.clone(),
+        ))
         .layer(tower::util::MapResponseLayer::new(
             grpc::decode_failures_are_invalid_arguments,
         ));

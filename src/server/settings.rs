@@ -1,5 +1,5 @@
-//! The `[server]` settings: timeouts, drain, and the bounds on calls and connections, each
-//! validated once with the setting named in every problem.
+//! The `[server]` settings: timeouts, drain, and the bounds on calls, connections and requests
+//! still arriving, each validated once with the setting named in every problem.
 
 use std::time::Duration;
 
@@ -22,6 +22,9 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// Concurrent connections; past it the server stops accepting until one closes.
     pub max_connections: usize,
+    /// Streams, server-wide, whose request has not yet arrived whole; past it, a new stream still
+    /// missing part of its request is refused at once (RESOURCE_EXHAUSTED).
+    pub max_unfinished_requests: usize,
     /// How long a connection may live: then the server asks the client to move (GOAWAY), so idle
     /// connections do not hold places for ever and long-lived clients spread over new replicas.
     pub max_connection_age: Duration,
@@ -37,6 +40,7 @@ impl Default for ServerSettings {
             drain_delay: Duration::from_secs(5),
             max_in_flight: 1024,
             max_connections: 4096,
+            max_unfinished_requests: 1024,
             max_connection_age: Duration::from_secs(30 * 60),
             max_connection_age_grace: Duration::from_secs(60),
         }
@@ -52,6 +56,7 @@ pub struct RawServer {
     drain_delay: Option<String>,
     max_in_flight: Option<usize>,
     max_connections: Option<usize>,
+    max_unfinished_requests: Option<usize>,
     max_connection_age: Option<String>,
     max_connection_age_grace: Option<String>,
 }
@@ -76,22 +81,24 @@ impl RawServer {
                 self.drain_delay.as_deref(),
                 defaults.drain_delay,
             ),
-            max_in_flight: match self.max_in_flight {
-                Some(0) | Some(1_000_001..) => {
-                    problems.push("server.max_in_flight: must be between 1 and 1000000");
-                    defaults.max_in_flight
-                }
-                Some(n) => n,
-                None => defaults.max_in_flight,
-            },
-            max_connections: match self.max_connections {
-                Some(0) | Some(1_000_001..) => {
-                    problems.push("server.max_connections: must be between 1 and 1000000");
-                    defaults.max_connections
-                }
-                Some(n) => n,
-                None => defaults.max_connections,
-            },
+            max_in_flight: count(
+                problems,
+                "server.max_in_flight",
+                self.max_in_flight,
+                defaults.max_in_flight,
+            ),
+            max_connections: count(
+                problems,
+                "server.max_connections",
+                self.max_connections,
+                defaults.max_connections,
+            ),
+            max_unfinished_requests: count(
+                problems,
+                "server.max_unfinished_requests",
+                self.max_unfinished_requests,
+                defaults.max_unfinished_requests,
+            ),
             max_connection_age: problems.duration(
                 "server.max_connection_age",
                 self.max_connection_age.as_deref(),
@@ -103,5 +110,17 @@ impl RawServer {
                 defaults.max_connection_age_grace,
             ),
         }
+    }
+}
+
+/// A count setting: from 1 to a million.
+fn count(problems: &mut Problems, setting: &str, value: Option<usize>, default: usize) -> usize {
+    match value {
+        Some(0) | Some(1_000_001..) => {
+            problems.push(format!("{setting}: must be between 1 and 1000000"));
+            default
+        }
+        Some(n) => n,
+        None => default,
     }
 }

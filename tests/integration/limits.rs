@@ -428,3 +428,148 @@ async fn an_idle_connection_is_closed_once_it_reaches_its_age() {
     assert!(ended.is_ok(), "an idle connection outlived its age");
     drop(client);
 }
+
+/// Opens a stream to `method` and sends three of the five bytes of the gRPC message prefix,
+/// then nothing more: a request that has not arrived whole.
+fn half_sent(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    app: &crate::helpers::TestApp,
+    method: &str,
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let (response, mut body) = client
+        .send_request(grpc_request(app, method), false)
+        .expect("stream");
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0]), false)
+        .expect("partial body");
+    (response, body)
+}
+
+/// Sends the rest of each half-sent (empty) message; returns each stream's gRPC status.
+async fn finish(
+    streams: Vec<(h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>)>,
+) -> Vec<String> {
+    let mut answers = Vec::new();
+    for (response, mut body) in streams {
+        // A stream the server already answered may refuse more data; its status says why.
+        let _ = body.send_data(bytes::Bytes::from_static(&[0, 0]), true);
+        answers.push(response);
+    }
+    let mut codes = Vec::new();
+    for response in answers {
+        codes.push(grpc_status(response).await.0);
+    }
+    codes
+}
+
+/// The gRPC status of an answer (trailers-only or in trailers), and its ErrorInfo reason.
+async fn grpc_status(response: h2::client::ResponseFuture) -> (String, String) {
+    let answer = async {
+        let response = response.await.expect("an answer");
+        let mut headers = response.headers().clone();
+        if !headers.contains_key("grpc-status") {
+            // Trailers come after the message, which must be read first.
+            let mut body = response.into_body();
+            while let Some(data) = body.data().await {
+                let data = data.expect("message");
+                let _ = body.flow_control().release_capacity(data.len());
+            }
+            let trailers = body.trailers().await.expect("trailers");
+            headers.extend(trailers.unwrap_or_default());
+        }
+        headers
+    };
+    let headers = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
+        .await
+        .expect("answered within 5 s");
+    let code = headers["grpc-status"].to_str().expect("text").to_owned();
+    let reason = tonic::Status::from_header_map(&headers)
+        .filter(|status| !status.details().is_empty())
+        .map(|status| crate::helpers::reason(&status))
+        .unwrap_or_default();
+    (code, reason)
+}
+
+#[tokio::test]
+async fn past_the_bound_on_unfinished_requests_half_sent_streams_are_refused_and_health_answers() {
+    use tonic::transport::Channel;
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+
+    const BOUND: usize = 8;
+    const LIST_INTENTS: &str = "adminportal.v1.PortalService/ListIntents";
+    const GENERATE_LINK: &str = "adminportal.v1.PortalService/GenerateLink";
+    let emulator = crate::helpers::TestEmulator::start().await;
+    let config = crate::helpers::base_config(&emulator.url).replace(
+        "[server]\n",
+        &format!("[server]\nmax_unfinished_requests = {BOUND}\n"),
+    );
+    let app = crate::helpers::spawn_app_with(emulator, &config, crate::helpers::API_KEY).await;
+
+    // Fill the bound from one connection. A stream sent after them on the same connection is
+    // refused at once, which shows that they hold every place (a connection's streams reach the
+    // server in order).
+    let fill = |client: h2::client::SendRequest<bytes::Bytes>| {
+        let app = &app;
+        async move {
+            let mut client = client.ready().await.expect("ready");
+            let held: Vec<_> = (0..BOUND)
+                .map(|_| half_sent(&mut client, app, LIST_INTENTS))
+                .collect();
+            let (refused, _body) = half_sent(&mut client, app, GENERATE_LINK);
+            (held, grpc_status(refused).await)
+        }
+    };
+    let (held, past_the_bound) = fill(raw_http2(&app).await).await;
+    assert_eq!(
+        past_the_bound,
+        ("8".to_owned(), "TOO_MANY_UNFINISHED_REQUESTS".to_owned()),
+        "RESOURCE_EXHAUSTED"
+    );
+
+    // A flood on other connections is refused stream by stream, as it arrives.
+    for _ in 0..3 {
+        let mut client = raw_http2(&app).await.ready().await.expect("ready");
+        let flood: Vec<_> = (0..50)
+            .map(|_| half_sent(&mut client, &app, GENERATE_LINK))
+            .collect();
+        for (response, _body) in flood {
+            assert_eq!(grpc_status(response).await.0, "8");
+        }
+    }
+
+    // A health check and a whole call, each on a fresh connection, are served: a request that
+    // has arrived whole waits for nothing and needs no place.
+    let fresh = Channel::from_shared(format!("http://{}", app.address))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let health = HealthClient::new(fresh)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health during the flood")
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+    let mut whole = raw_http2(&app).await.ready().await.expect("ready");
+    let (response, mut body) = whole
+        .send_request(grpc_request(&app, LIST_INTENTS), false)
+        .expect("stream");
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .expect("whole body");
+    assert_eq!(grpc_status(response).await.0, "0", "a whole call is served");
+
+    // The held requests were admitted: finished now, each is served, and gives its place back,
+    // so as many half-sent requests are held again, and no more.
+    assert_eq!(
+        finish(held).await,
+        ["0"; BOUND],
+        "the held calls are served"
+    );
+    let (held, past_the_bound) = fill(raw_http2(&app).await).await;
+    assert_eq!(past_the_bound.0, "8");
+    assert_eq!(finish(held).await, ["0"; BOUND], "the places came back");
+    assert_eq!(app.emulator.total_requests().await, 0);
+}
