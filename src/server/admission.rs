@@ -1,21 +1,24 @@
 //! Admission of requests that are still arriving: a server-wide bound on streams whose request
 //! body has not arrived whole. Such a stream costs memory (HTTP/2 stream state, the task serving
-//! it, tonic's decode buffer) while it waits, and a client that sends the headers and part of a
-//! message, then stops, can hold that memory on every stream of every connection it opens.
+//! it, tonic's 8 KiB decode buffer) while it waits, and a client that sends the headers and part
+//! of a message, then stops, can hold that memory on every stream of every connection it opens.
 //!
 //! Each stream takes one of `server.max_unfinished_requests` places when it arrives and gives it
-//! back as soon as its body ends (or the stream is dropped). A stream whose body has already
-//! arrived whole waits for nothing, so it needs no place: when none is free, what has already
-//! arrived is read without waiting, and only a stream still missing part of its body is refused,
-//! at once, with `RESOURCE_EXHAUSTED` (`TOO_MANY_UNFINISHED_REQUESTS`, `RetryInfo`). So under a
-//! flood of half-sent streams, health checks and ordinary calls (whose clients send the headers
-//! and the message together) still get through, and the flood's extra streams are answered from
-//! a prepared header block without reaching any service.
+//! back as soon as its body ends (or the stream is dropped). A stream whose body has arrived whole
+//! waits for nothing, so it needs no place. When none is free, a new stream is served if its body
+//! has already arrived whole, or arrives whole within [`ARRIVAL_GRACE`] (clients often write the
+//! headers and the message separately, and a health check must not fail for that), or if a place
+//! frees up meanwhile; otherwise it is refused with `RESOURCE_EXHAUSTED`
+//! (`TOO_MANY_UNFINISHED_REQUESTS`, `RetryInfo`), answered from a prepared header block without
+//! reaching any service. While it waits it holds no place and no decode buffer (only what the
+//! client sent, at most [`ARRIVAL_GRACE_BYTES`]), and the grace bounds it in time.
 //!
-//! This layer must not wait for a body itself or read one that has not arrived: it only counts.
+//! This layer only counts and waits briefly: it never reads a body that is still arriving once
+//! it has let the stream through, and it never decodes anything.
 
 use std::{
     collections::VecDeque,
+    future::Future,
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll, Waker},
@@ -28,11 +31,17 @@ use http_body::{Body as _, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Code, Status, body::Body};
 use tonic_types::{ErrorDetails, StatusExt as _};
+use tower::ServiceExt as _;
 
 use crate::{error::ERROR_DOMAIN, telemetry::Metrics};
 
 /// The `ErrorInfo` reason of a refused stream.
 pub const REFUSED_REASON: &str = "TOO_MANY_UNFINISHED_REQUESTS";
+/// How long a stream that found no place may take to arrive whole before it is refused.
+const ARRIVAL_GRACE: Duration = Duration::from_millis(20);
+/// The most a stream may send during the grace: requests to this gateway are small, and one that
+/// big and still arriving while every place is taken is not a call that was merely split.
+const ARRIVAL_GRACE_BYTES: usize = 64 * 1024;
 /// How soon a refused caller may try again (`RetryInfo`).
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 /// At most one log line per this long while streams are being refused.
@@ -101,13 +110,20 @@ pub(super) struct UnfinishedRequests<S> {
     shared: Arc<Shared>,
 }
 
+type Waiting<E> = Pin<Box<dyn Future<Output = Result<http::Response<Body>, E>> + Send>>;
+
 impl<S> tower::Service<http::Request<Body>> for UnfinishedRequests<S>
 where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    S::Error: Send,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = Either<S::Future, std::future::Ready<Result<Self::Response, S::Error>>>;
+    type Future = Either<S::Future, Waiting<S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -118,76 +134,136 @@ where
             return Either::Left(self.inner.call(request));
         }
         if let Ok(place) = self.shared.places.clone().try_acquire_owned() {
-            let request = request.map(|body| {
-                Body::new(Arriving {
-                    body,
-                    place: Some(place),
-                })
-            });
+            let request = request.map(|body| Body::new(Admitted::holding(body, place)));
             return Either::Left(self.inner.call(request));
         }
-        match arrived_whole(request.body_mut()) {
-            Some(frames) => {
-                let request = request.map(|_| Body::new(Arrived(frames)));
-                Either::Left(self.inner.call(request))
+        // No place: what has already arrived is read without waiting (the waker does nothing,
+        // and the body is polled again with a real one below if it is not whole yet).
+        let mut arrived = Arrived::default();
+        let mut nothing_waits = Context::from_waker(Waker::noop());
+        match arrived.read(request.body_mut(), &mut nothing_waits) {
+            Poll::Ready(Ok(())) => {
+                let request = request.map(|_| Body::new(Admitted::whole(arrived)));
+                return Either::Left(self.inner.call(request));
             }
-            None => {
-                self.shared.refused();
-                let mut response = http::Response::new(Body::empty());
-                *response.headers_mut() = self.shared.refusal.clone();
-                Either::Right(std::future::ready(Ok(response)))
+            Poll::Ready(Err(())) => {
+                let refusal = self.shared.refuse();
+                return Either::Right(Box::pin(std::future::ready(Ok(refusal))));
             }
+            Poll::Pending => {}
         }
+        // The one made ready goes with the request; a clone stays for the next call.
+        let inner = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, inner);
+        let shared = self.shared.clone();
+        Either::Right(Box::pin(async move {
+            let (parts, mut body) = request.into_parts();
+            let waited = tokio::time::timeout(ARRIVAL_GRACE, async {
+                tokio::select! {
+                    whole = std::future::poll_fn(|cx| arrived.read(&mut body, cx)) => {
+                        whole.ok().map(|()| None)
+                    }
+                    place = shared.places.clone().acquire_owned() => place.ok().map(Some),
+                }
+            })
+            .await;
+            let admitted = match waited {
+                Ok(Some(None)) => Admitted::whole(arrived),
+                Ok(Some(Some(place))) => Admitted {
+                    arrived,
+                    rest: Some(body),
+                    place: Some(place),
+                },
+                Ok(None) | Err(_) => return Ok(shared.refuse()),
+            };
+            inner
+                .oneshot(http::Request::from_parts(parts, Body::new(admitted)))
+                .await
+        }))
     }
 }
 
 impl Shared {
-    fn refused(&self) {
+    /// Counts a refusal, logs now and then, and answers it.
+    fn refuse(&self) -> http::Response<Body> {
         self.metrics.unfinished_request_refused();
         // Never wait for the log's lock on this path: a refusal that finds it taken is counted
         // by the metric alone.
-        let Ok(mut log) = self.log.try_lock() else {
-            return;
-        };
-        log.1 += 1;
-        let now = tokio::time::Instant::now();
-        if log
-            .0
-            .is_none_or(|last| now.duration_since(last) >= LOG_EVERY)
-        {
-            tracing::warn!(
-                refused = log.1,
-                "refusing new streams: server.max_unfinished_requests requests are still arriving"
-            );
-            *log = (Some(now), 0);
+        if let Ok(mut log) = self.log.try_lock() {
+            log.1 += 1;
+            let now = tokio::time::Instant::now();
+            if log
+                .0
+                .is_none_or(|last| now.duration_since(last) >= LOG_EVERY)
+            {
+                tracing::warn!(
+                    refused = log.1,
+                    "refusing new streams: server.max_unfinished_requests requests are still arriving"
+                );
+                *log = (Some(now), 0);
+            }
+        }
+        let mut response = http::Response::new(Body::empty());
+        *response.headers_mut() = self.refusal.clone();
+        response
+    }
+}
+
+/// The frames of a body read so far, while it had no place.
+#[derive(Default)]
+struct Arrived {
+    frames: VecDeque<Frame<Bytes>>,
+    bytes: usize,
+}
+
+impl Arrived {
+    /// Reads frames until the body ends (`Ready(Ok)`), fails or grows past
+    /// [`ARRIVAL_GRACE_BYTES`] (`Ready(Err)`), or has nothing more yet (`Pending`).
+    fn read(&mut self, body: &mut Body, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        loop {
+            match std::task::ready!(Pin::new(&mut *body).poll_frame(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Ok(frame)) => {
+                    self.bytes += frame.data_ref().map_or(0, Bytes::len);
+                    if self.bytes > ARRIVAL_GRACE_BYTES {
+                        return Poll::Ready(Err(()));
+                    }
+                    self.frames.push_back(frame);
+                }
+                Some(Err(_)) => return Poll::Ready(Err(())),
+            }
         }
     }
 }
 
-/// The frames of a body that has already arrived whole, read without waiting; `None` when part
-/// of it is still to come (or it failed). What is read is at most what the client's flow-control
-/// window let it send.
-fn arrived_whole(body: &mut Body) -> Option<VecDeque<Frame<Bytes>>> {
-    // A waker that does nothing: this only asks what is already here, and a body that is not
-    // whole is dropped, never polled again.
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut frames = VecDeque::new();
-    loop {
-        match Pin::new(&mut *body).poll_frame(&mut cx) {
-            Poll::Ready(None) => return Some(frames),
-            Poll::Ready(Some(Ok(frame))) => frames.push_back(frame),
-            Poll::Ready(Some(Err(_))) | Poll::Pending => return None,
-        }
-    }
-}
-
-/// A request body that holds a place until it ends.
-struct Arriving {
-    body: Body,
+/// A request body let through: the frames read while it waited, then the rest of it, holding a
+/// place until it ends.
+struct Admitted {
+    arrived: Arrived,
+    rest: Option<Body>,
     place: Option<OwnedSemaphorePermit>,
 }
 
-impl http_body::Body for Arriving {
+impl Admitted {
+    fn holding(body: Body, place: OwnedSemaphorePermit) -> Self {
+        Self {
+            arrived: Arrived::default(),
+            rest: Some(body),
+            place: Some(place),
+        }
+    }
+
+    /// A body that arrived whole, replayed; it needs no place.
+    fn whole(arrived: Arrived) -> Self {
+        Self {
+            arrived,
+            rest: None,
+            place: None,
+        }
+    }
+}
+
+impl http_body::Body for Admitted {
     type Data = Bytes;
     type Error = Status;
 
@@ -196,10 +272,16 @@ impl http_body::Body for Arriving {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Some(frame) = this.arrived.frames.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let Some(rest) = this.rest.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *rest).poll_frame(cx);
         let ended = match &polled {
             Poll::Ready(None | Some(Err(_))) => true,
-            Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
+            Poll::Ready(Some(Ok(_))) => rest.is_end_stream(),
             Poll::Pending => false,
         };
         if ended {
@@ -209,30 +291,14 @@ impl http_body::Body for Arriving {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.arrived.frames.is_empty() && self.rest.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// A request body that had arrived whole: its frames, replayed.
-struct Arrived(VecDeque<Frame<Bytes>>);
-
-impl http_body::Body for Arrived {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        Poll::Ready(self.0.pop_front().map(Ok))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
+        match (&self.rest, self.arrived.frames.is_empty()) {
+            (Some(rest), true) => rest.size_hint(),
+            _ => SizeHint::default(),
+        }
     }
 }
 
@@ -241,7 +307,7 @@ mod tests {
     use std::convert::Infallible;
 
     use futures_util::StreamExt as _;
-    use tower::{Layer as _, Service as _, ServiceExt as _};
+    use tower::{Layer as _, Service as _};
 
     use super::*;
 
@@ -273,6 +339,17 @@ mod tests {
         Body::new(StreamBody(Box::pin(chunks)))
     }
 
+    /// Three bytes now and the other two after `after`, with the end of the body.
+    fn split(after: Duration) -> Body {
+        let rest = futures_util::stream::once(async move {
+            tokio::time::sleep(after).await;
+            chunk(&[0, 0])
+        });
+        Body::new(StreamBody(Box::pin(
+            futures_util::stream::iter([chunk(&[0, 0, 0])]).chain(rest),
+        )))
+    }
+
     fn whole(bytes: &'static [u8]) -> Body {
         Body::new(StreamBody(Box::pin(futures_util::stream::iter([chunk(
             bytes,
@@ -288,7 +365,9 @@ mod tests {
         Response = http::Response<Body>,
         Error = Infallible,
         Future = impl Future<Output = Result<http::Response<Body>, Infallible>> + Send,
-    > + Clone {
+    > + Clone
+    + Send
+    + 'static {
         tower::service_fn(move |request: http::Request<Body>| {
             let places = places.clone();
             async move {
@@ -318,7 +397,7 @@ mod tests {
             .and_then(|v| v.to_str().ok())
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_half_sent_request_past_the_bound_is_refused_and_a_whole_one_is_served() {
         let layer = UnfinishedRequestsLayer::new(1, Arc::new(Metrics::new()));
         let places = layer.shared.places.clone();
@@ -332,6 +411,7 @@ mod tests {
         let holding = tokio::spawn(holding);
         assert_eq!(places.available_permits(), 0);
 
+        let began = tokio::time::Instant::now();
         let refused = service
             .ready()
             .await
@@ -340,6 +420,11 @@ mod tests {
             .await
             .expect("answer");
         assert_eq!(grpc_status(&refused), Some("8"));
+        assert_eq!(
+            began.elapsed(),
+            ARRIVAL_GRACE,
+            "refused once the grace is over"
+        );
         let status = Status::from_header_map(refused.headers()).expect("status");
         assert_eq!(
             status.get_details_error_info().expect("ErrorInfo").reason,
@@ -361,6 +446,64 @@ mod tests {
         holding.abort();
         let _ = holding.await;
         assert_eq!(places.available_permits(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_place_free_a_request_split_in_two_is_served_if_it_arrives_whole_in_time() {
+        let layer = UnfinishedRequestsLayer::new(1, Arc::new(Metrics::new()));
+        let places = layer.shared.places.clone();
+        let mut service = layer.layer(reader(places.clone()));
+        let holding = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(http::Request::new(half_sent()));
+        let _holding = tokio::spawn(holding);
+
+        let in_time = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(http::Request::new(split(ARRIVAL_GRACE / 2)))
+            .await
+            .expect("answer");
+        assert_eq!(grpc_status(&in_time), None);
+        assert_eq!(in_time.headers()["length"], "5");
+        assert_eq!(in_time.headers()["free"], "0", "it took no place");
+
+        let late = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(http::Request::new(split(ARRIVAL_GRACE * 2)))
+            .await
+            .expect("answer");
+        assert_eq!(grpc_status(&late), Some("8"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_place_freed_during_the_grace_goes_to_the_stream_waiting_for_one() {
+        let layer = UnfinishedRequestsLayer::new(1, Arc::new(Metrics::new()));
+        let places = layer.shared.places.clone();
+        let mut service = layer.layer(reader(places.clone()));
+        let holding = tokio::spawn(
+            service
+                .ready()
+                .await
+                .expect("ready")
+                .call(http::Request::new(half_sent())),
+        );
+        let waiting = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(http::Request::new(split(ARRIVAL_GRACE * 3)));
+        let waiting = tokio::spawn(waiting);
+        tokio::time::sleep(ARRIVAL_GRACE / 2).await;
+        holding.abort();
+        let served = waiting.await.expect("task").expect("answer");
+        assert_eq!(grpc_status(&served), None, "served, not refused");
+        assert_eq!(served.headers()["length"], "5");
     }
 
     #[tokio::test]

@@ -22,8 +22,8 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// Concurrent connections; past it the server stops accepting until one closes.
     pub max_connections: usize,
-    /// Streams, server-wide, whose request has not yet arrived whole; past it, a new stream still
-    /// missing part of its request is refused at once (RESOURCE_EXHAUSTED).
+    /// Streams, server-wide, whose request has not yet arrived whole; past it, a new stream that
+    /// does not arrive whole within a short grace is refused (RESOURCE_EXHAUSTED).
     pub max_unfinished_requests: usize,
     /// How long a connection may live: then the server asks the client to move (GOAWAY), so idle
     /// connections do not hold places for ever and long-lived clients spread over new replicas.

@@ -507,8 +507,8 @@ async fn past_the_bound_on_unfinished_requests_half_sent_streams_are_refused_and
     let app = crate::helpers::spawn_app_with(emulator, &config, crate::helpers::API_KEY).await;
 
     // Fill the bound from one connection. A stream sent after them on the same connection is
-    // refused at once, which shows that they hold every place (a connection's streams reach the
-    // server in order).
+    // refused (after a short grace), which shows that they hold every place (a connection's
+    // streams reach the server in order).
     let fill = |client: h2::client::SendRequest<bytes::Bytes>| {
         let app = &app;
         async move {
@@ -539,7 +539,7 @@ async fn past_the_bound_on_unfinished_requests_half_sent_streams_are_refused_and
     }
 
     // A health check and a whole call, each on a fresh connection, are served: a request that
-    // has arrived whole waits for nothing and needs no place.
+    // arrives whole waits for nothing and needs no place.
     let fresh = Channel::from_shared(format!("http://{}", app.address))
         .expect("endpoint")
         .connect()
