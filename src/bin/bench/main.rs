@@ -8,8 +8,11 @@
 //! It then measures the setup watch's fan-out: WorkOS calls per minute with one watcher and with
 //! `--watchers` on one organization (plus a hundred on others), and event delivery latency.
 //!
+//! Then a flood of half-sent streams (memory and health checks while it holds), against gateways
+//! of its own.
+//!
 //! `cargo run --release --bin bench -- [--seconds 5] [--streams 64] [--peak-streams 1000]
-//! [--watchers 1000] [--watch-seconds 10]`
+//! [--watchers 1000] [--watch-seconds 10] [--flood-connections 20] [--flood-seconds 10]`
 
 use std::{
     io::Write as _,
@@ -18,6 +21,7 @@ use std::{
 };
 
 mod cluster;
+mod flood;
 mod processes;
 mod watch;
 
@@ -45,6 +49,8 @@ struct Options {
     peak_streams: usize,
     watchers: usize,
     watch_seconds: u64,
+    flood_connections: usize,
+    flood_seconds: u64,
     /// Only rows whose scenario name contains this (for profiling one scenario).
     only: Option<String>,
 }
@@ -56,6 +62,8 @@ fn options() -> anyhow::Result<Options> {
         peak_streams: 1000,
         watchers: 1000,
         watch_seconds: 10,
+        flood_connections: 20,
+        flood_seconds: 10,
         only: None,
     };
     let mut args = std::env::args().skip(1);
@@ -69,10 +77,12 @@ fn options() -> anyhow::Result<Options> {
             "--peak-streams" => options.peak_streams = value.parse()?,
             "--watchers" => options.watchers = value.parse()?,
             "--watch-seconds" => options.watch_seconds = value.parse()?,
+            "--flood-connections" => options.flood_connections = value.parse()?,
+            "--flood-seconds" => options.flood_seconds = value.parse()?,
             "--only" => options.only = Some(value),
             other => {
                 bail!(
-                    "unknown flag {other}; use --seconds, --streams, --peak-streams, --watchers, --watch-seconds, --only"
+                    "unknown flag {other}; use --seconds, --streams, --peak-streams, --watchers, --watch-seconds, --flood-connections, --flood-seconds, --only"
                 )
             }
         }
@@ -506,6 +516,21 @@ async fn run(options: Options) -> anyhow::Result<()> {
             },
             options.watchers,
             options.watch_seconds,
+        )
+        .await?;
+    }
+    let wanted = |scenario: &str| {
+        options
+            .only
+            .as_deref()
+            .is_none_or(|only| scenario.contains(only))
+    };
+    if wanted("flood of half-sent streams") {
+        flood::flood(
+            &binary,
+            &emulator_url,
+            options.flood_connections,
+            options.flood_seconds,
         )
         .await?;
     }
