@@ -8,11 +8,12 @@
 //! It then measures the setup watch's fan-out: WorkOS calls per minute with one watcher and with
 //! `--watchers` on one organization (plus a hundred on others), and event delivery latency.
 //!
-//! Then a flood of half-sent streams (memory and health checks while it holds), against gateways
-//! of its own.
+//! Then a flood of half-sent streams (memory and health checks while it holds) and a soak (mixed
+//! legitimate load, the flood and WorkOS faults at once), each against gateways of their own.
 //!
 //! `cargo run --release --bin bench -- [--seconds 5] [--streams 64] [--peak-streams 1000]
-//! [--watchers 1000] [--watch-seconds 10] [--flood-connections 20] [--flood-seconds 10]`
+//! [--watchers 1000] [--watch-seconds 10] [--flood-connections 20] [--flood-seconds 10]
+//! [--soak-seconds 60] [--soak-rate 300]`
 
 use std::{
     io::Write as _,
@@ -23,6 +24,7 @@ use std::{
 mod cluster;
 mod flood;
 mod processes;
+mod soak;
 mod watch;
 
 use anyhow::{Context as _, bail};
@@ -51,6 +53,8 @@ struct Options {
     watch_seconds: u64,
     flood_connections: usize,
     flood_seconds: u64,
+    soak_seconds: u64,
+    soak_rate: u64,
     /// Only rows whose scenario name contains this (for profiling one scenario).
     only: Option<String>,
 }
@@ -64,6 +68,8 @@ fn options() -> anyhow::Result<Options> {
         watch_seconds: 10,
         flood_connections: 20,
         flood_seconds: 10,
+        soak_seconds: 60,
+        soak_rate: 300,
         only: None,
     };
     let mut args = std::env::args().skip(1);
@@ -79,10 +85,12 @@ fn options() -> anyhow::Result<Options> {
             "--watch-seconds" => options.watch_seconds = value.parse()?,
             "--flood-connections" => options.flood_connections = value.parse()?,
             "--flood-seconds" => options.flood_seconds = value.parse()?,
+            "--soak-seconds" => options.soak_seconds = value.parse()?,
+            "--soak-rate" => options.soak_rate = value.parse()?,
             "--only" => options.only = Some(value),
             other => {
                 bail!(
-                    "unknown flag {other}; use --seconds, --streams, --peak-streams, --watchers, --watch-seconds, --flood-connections, --flood-seconds, --only"
+                    "unknown flag {other}; use --seconds, --streams, --peak-streams, --watchers, --watch-seconds, --flood-connections, --flood-seconds, --soak-seconds, --soak-rate, --only"
                 )
             }
         }
@@ -531,6 +539,15 @@ async fn run(options: Options) -> anyhow::Result<()> {
             &emulator_url,
             options.flood_connections,
             options.flood_seconds,
+        )
+        .await?;
+    }
+    if wanted("soak") && options.soak_seconds > 0 {
+        soak::soak(
+            &binary,
+            options.soak_seconds,
+            options.soak_rate,
+            options.flood_connections,
         )
         .await?;
     }
