@@ -523,11 +523,19 @@ impl Authenticator {
 /// The SPIFFE id in an Envoy `x-forwarded-client-cert` header: the last element (the one the
 /// nearest proxy added) must carry exactly one `URI=`.
 fn spiffe_id_from_xfcc(header: &str, trust_domain: Option<&str>) -> Result<String, AuthError> {
+    let open_quote = || {
+        auth_error(
+            "INVALID_MESH_IDENTITY",
+            "x-forwarded-client-cert leaves a quote open",
+        )
+    };
     let element = split_unquoted(header, ',')
+        .ok_or_else(open_quote)?
         .into_iter()
         .last()
         .unwrap_or_default();
     let uris: Vec<String> = split_unquoted(element, ';')
+        .ok_or_else(open_quote)?
         .into_iter()
         .filter_map(|pair| pair.split_once('='))
         .filter(|(key, _)| key.trim().eq_ignore_ascii_case("uri"))
@@ -546,8 +554,11 @@ fn spiffe_id_from_xfcc(header: &str, trust_domain: Option<&str>) -> Result<Strin
     }
 }
 
-/// Splits on `separator` outside double quotes.
-fn split_unquoted(text: &str, separator: char) -> Vec<&str> {
+/// Splits on `separator` outside double quotes; a backslash escapes only inside them, as in
+/// Envoy's format. `None` when a quote is left open: with `APPEND_FORWARD` the client writes what
+/// comes before its proxy's element, and an open quote (or an escape outside quotes) would join
+/// that element to the client's, whose URI would then be the only one.
+fn split_unquoted(text: &str, separator: char) -> Option<Vec<&str>> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut quoted = false;
@@ -555,7 +566,7 @@ fn split_unquoted(text: &str, separator: char) -> Vec<&str> {
     for (i, c) in text.char_indices() {
         match c {
             _ if escaped => escaped = false,
-            '\\' => escaped = true,
+            '\\' if quoted => escaped = true,
             '"' => quoted = !quoted,
             c if c == separator && !quoted => {
                 parts.push(&text[start..i]);
@@ -564,8 +575,11 @@ fn split_unquoted(text: &str, separator: char) -> Vec<&str> {
             _ => {}
         }
     }
+    if quoted {
+        return None;
+    }
     parts.push(&text[start..]);
-    parts
+    Some(parts)
 }
 
 /// The SPIFFE id of a client certificate: exactly one URI SAN.
@@ -631,5 +645,7 @@ fn check_spiffe_id(uri: &str, trust_domain: Option<&str>) -> Result<String, Auth
     Ok(uri.to_owned())
 }
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;
