@@ -338,7 +338,13 @@ pub(crate) fn update(
         );
     }
     let mut changes = OrganizationChanges::default();
+    // Each path once, however often the mask repeats it: a repeated path must not repeat the
+    // check of a field that may be megabytes long.
+    let mut seen = std::collections::HashSet::with_capacity(UPDATABLE.len());
     for path in &paths {
+        if !seen.insert(path.as_str()) {
+            continue;
+        }
         match path.as_str() {
             "name" => changes.name = name(&mut invalid, "organization.name", &org.name),
             "domains" => {
@@ -544,6 +550,8 @@ fn optional_url(
 mod invitation;
 mod listing;
 mod setup;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use invitation::{
     add_it_contact, invite_it_contact, invited, it_contact, list_it_contacts, remove_it_contact,
