@@ -165,9 +165,11 @@ fn metadata(
     field: &str,
     pairs: &std::collections::HashMap<String, String>,
 ) -> Option<Metadata> {
+    // One pair past the limit is enough to refuse: an oversized map is not copied whole.
+    let pairs = pairs.iter().take(domain::METADATA_MAX_PAIRS + 1);
     invalid.check(
         field,
-        Metadata::parse(pairs.iter().map(|(k, v)| (k.clone(), v.clone()))),
+        Metadata::parse(pairs.map(|(k, v)| (k.clone(), v.clone()))),
     )
 }
 

@@ -83,3 +83,24 @@ fn a_repeated_path_still_applies_its_change() {
     let (_, changes) = update(request).expect("valid");
     assert_eq!(changes.name.as_deref(), Some("Acme"));
 }
+
+#[test]
+fn oversized_metadata_is_refused_on_its_count() {
+    let metadata = (0..10_000)
+        .map(|i| (format!("k{i}"), "v".to_owned()))
+        .collect();
+    let invalid = new_organization(proto::CreateOrganizationRequest {
+        name: "Acme".into(),
+        metadata,
+        ..Default::default()
+    })
+    .expect_err("too many pairs");
+    assert_eq!(invalid.violations.len(), 1, "{invalid:?}");
+    assert_eq!(invalid.violations[0].field, "metadata");
+    assert!(
+        invalid.violations[0]
+            .description
+            .contains("at most 10 keys"),
+        "{invalid:?}"
+    );
+}
