@@ -20,6 +20,10 @@ pub mod config;
 pub mod domain;
 pub mod emulator;
 pub mod error;
+/// Checks that fuzz targets (`fuzz/`, `--features fuzzing`) and property tests share.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod grpc;
 pub mod lines;

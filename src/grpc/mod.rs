@@ -6,7 +6,7 @@
 //! Nothing here talks to WorkOS: the adapters know only the core.
 
 mod access;
-mod convert;
+pub(crate) mod convert;
 mod envelope;
 mod invitation;
 mod organization;
