@@ -674,6 +674,9 @@ organizations = ["*"]
         "URI=spiffe://evil.example/ns/billing/sa/billing",
         "URI=https://cluster.local/ns/billing/sa/billing",
         "Hash=abc",
+        // A caller's own element that leaves a quote open, then what its proxy appends: the
+        // open quote must not make the caller's URI the only one.
+        r#"URI=spiffe://cluster.local/ns/billing/sa/billing;X=",By=spiffe://cluster.local/ns/gw/sa/gw;URI=spiffe://cluster.local/ns/other/sa/other"#,
     ] {
         let status = with("x-forwarded-client-cert", bad)
             .portal
