@@ -102,7 +102,7 @@ fn accepted_url(input: &str, url: &RedirectUrl, allow_http_loopback: bool) {
 /// `x-forwarded-client-cert` and `l5d-client-id` as a mesh sidecar would send them (any bytes a
 /// header value may hold): from a peer that is not a trusted proxy they never prove anyone;
 /// from a trusted one they prove exactly the SPIFFE id or Linkerd identity they carry, or are
-/// refused with a reason.
+/// refused with a reason; and of an `x-forwarded-client-cert`, the element appended last decides.
 pub fn mesh_identity(value: &[u8]) {
     for header in ["x-forwarded-client-cert", "l5d-client-id"] {
         for trust_domain in [None, Some("cluster.local")] {
@@ -213,6 +213,30 @@ fn proven_mesh_caller(
     if let Some(expected) = trust_domain {
         assert_eq!(domain, expected, "{id:?} outside the trust domain");
     }
+    // The element appended last decides, whatever came before it: that is what a proxy with
+    // `APPEND_FORWARD` relies on when it adds its own after the caller's.
+    let appended = |element: &str| {
+        authenticate_mesh(
+            "x-forwarded-client-cert",
+            format!("{text},{element}").as_bytes(),
+            trust_domain,
+            true,
+        )
+        .expect("still a header value")
+    };
+    let proxy = "spiffe://cluster.local/ns/proxy/sa/proxy";
+    let by_proxy = appended(&format!(
+        "By=spiffe://cluster.local/ns/gw/sa/gw;URI={proxy}"
+    ));
+    assert!(
+        by_proxy.as_ref().is_ok_and(|c| c.identity.ends_with(proxy)),
+        "an element appended to {text:?} did not decide: {by_proxy:?}"
+    );
+    let without_uri = appended("Hash=abc");
+    assert!(
+        without_uri.is_err(),
+        "{text:?} still proved {without_uri:?} with an element after it"
+    );
 }
 
 // === Tokens and cursors ===

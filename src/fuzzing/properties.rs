@@ -276,6 +276,21 @@ proptest! {
     }
 }
 
+#[test]
+fn the_mesh_check_catches_a_header_whose_last_element_does_not_decide() {
+    // What the parser once accepted: an open quote that swallows whatever a proxy appends.
+    let swallowing = "URI=spiffe://cluster.local/ns/admin/sa/admin;X=\"";
+    let caller = crate::auth::identity::Caller {
+        identity: "spiffe://cluster.local/ns/admin/sa/admin".to_owned(),
+        proof: Proof::ForwardedClientCert,
+    };
+    let caught = std::panic::catch_unwind(|| {
+        proven_mesh_caller("x-forwarded-client-cert", swallowing, None, &caller)
+    });
+    assert!(caught.is_err());
+    mesh_identity(swallowing.as_bytes());
+}
+
 // === Page tokens and resume cursors ===
 
 fn organization_id() -> impl Strategy<Value = String> {
