@@ -64,9 +64,13 @@ pub fn check_identity(identity: &str) -> Result<(), String> {
         .iter()
         .find_map(|prefix| identity.strip_prefix(prefix))
     else {
+        // Suggested escaped, as the identity itself is: a name holding a line break must not
+        // spread one problem over several log lines.
+        let token = format!("token:{identity}");
+        let jwt = format!("jwt:{identity}");
         return Err(format!(
-            "{identity:?} does not say how it is proven: write \"token:{identity}\" for a static \
-             token, \"jwt:{identity}\" for a JWT subject, a spiffe:// id, or \"linkerd:<id>\""
+            "{identity:?} does not say how it is proven: write {token:?} for a static token, \
+             {jwt:?} for a JWT subject, a spiffe:// id, or \"linkerd:<id>\""
         ));
     };
     if name.is_empty() {

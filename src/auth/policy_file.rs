@@ -445,6 +445,11 @@ intents = ["sso"]
                 "{fine}"
             );
         }
+        let multi_line = crate::auth::identity::check_identity("a\nb").expect_err("no prefix");
+        assert!(
+            !multi_line.contains('\n'),
+            "one problem, one line: {multi_line}"
+        );
         for bad in ["token:", "jwt:a b", "admin", "spiffe:/td", "linkerd:\u{7}"] {
             assert!(crate::auth::identity::check_identity(bad).is_err(), "{bad}");
         }
