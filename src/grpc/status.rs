@@ -159,6 +159,9 @@ fn upstream_status(
 /// before any handler runs).
 const DECODE_FAILURE: &str = "failed to decode Protobuf message";
 
+/// What tonic says of a request message over the decoding limit (with OUT_OF_RANGE).
+const TOO_LARGE: &str = "Error, decoded message length too large";
+
 /// A tower response mapper for the whole server: a request whose message cannot be decoded
 /// (malformed protobuf, a string that is not UTF-8) is the caller's mistake, so tonic's bare
 /// INTERNAL becomes INVALID_ARGUMENT with an `ErrorInfo` (`MALFORMED_REQUEST`), like every other
@@ -167,14 +170,28 @@ pub fn decode_failures_are_invalid_arguments(
     response: http::Response<tonic::body::Body>,
 ) -> http::Response<tonic::body::Body> {
     let headers = response.headers();
-    if headers.get("grpc-status").map(http::HeaderValue::as_bytes) != Some(b"13") {
+    let status = headers.get("grpc-status").map(http::HeaderValue::as_bytes);
+    if status != Some(b"13") && status != Some(b"11") {
         return response;
     }
     let message = headers
         .get("grpc-message")
         .map(|v| percent_encoding::percent_decode(v.as_bytes()).decode_utf8_lossy())
         .unwrap_or_default();
-    if !message.starts_with(DECODE_FAILURE) {
+    if status == Some(b"11") && message.starts_with(TOO_LARGE) {
+        let mut details = ErrorDetails::new();
+        details.set_error_info("REQUEST_TOO_LARGE", ERROR_DOMAIN, HashMap::new());
+        return Status::with_error_details(
+            Code::OutOfRange,
+            format!(
+                "the request message is larger than the {} KiB any request of this API needs",
+                crate::server::MAX_REQUEST_MESSAGE_BYTES / 1024
+            ),
+            details,
+        )
+        .into_http();
+    }
+    if status != Some(b"13") || !message.starts_with(DECODE_FAILURE) {
         return response;
     }
     let mut details = ErrorDetails::new();

@@ -75,6 +75,10 @@ pub enum ServeError {
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// The largest header list a request may send (16 KiB, what C-core clients accept back).
 pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// The largest request message any service decodes. The largest legitimate one (a create with
+/// 100 domains and full metadata) is about 40 KB; with `server.max_unfinished_requests` streams
+/// admitted at once, this bounds what half-sent bodies can hold (128 MiB at the default).
+pub const MAX_REQUEST_MESSAGE_BYTES: usize = 128 * 1024;
 /// How much longer than `server.request_timeout` a request may take to arrive whole.
 const UNFINISHED_REQUEST_SLACK: Duration = Duration::from_secs(1);
 
@@ -318,22 +322,29 @@ pub async fn serve_with_admin(
         builder = builder.tls_config(tls_config)?;
     }
     let server = builder
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(OrganizationServiceServer::new(
-            grpc::OrganizationService::new(envelope.clone()),
-        ))
-        .add_service(PortalServiceServer::new(grpc::PortalService::new(
-            envelope.clone(),
-        )))
-        .add_service(SetupServiceServer::new(grpc::SetupService::new(
-            envelope.clone(),
-        )))
-        .add_service(InvitationServiceServer::new(grpc::InvitationService::new(
-            envelope.clone(),
-        )))
-        .add_service(AccessServiceServer::new(grpc::AccessService::new(envelope)))
+        .add_service(health_service.max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES))
+        .add_service(reflection_v1.max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES))
+        .add_service(reflection_v1alpha.max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES))
+        .add_service(
+            OrganizationServiceServer::new(grpc::OrganizationService::new(envelope.clone()))
+                .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES),
+        )
+        .add_service(
+            PortalServiceServer::new(grpc::PortalService::new(envelope.clone()))
+                .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES),
+        )
+        .add_service(
+            SetupServiceServer::new(grpc::SetupService::new(envelope.clone()))
+                .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES),
+        )
+        .add_service(
+            InvitationServiceServer::new(grpc::InvitationService::new(envelope.clone()))
+                .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES),
+        )
+        .add_service(
+            AccessServiceServer::new(grpc::AccessService::new(envelope))
+                .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(
             PausingOnExhaustion::new(ConnectionCap::new(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),

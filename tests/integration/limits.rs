@@ -37,7 +37,8 @@ fn trailer_bytes(status: &tonic::Status) -> usize {
 #[tokio::test]
 async fn a_huge_list_of_domains_is_refused_with_one_violation_and_no_upstream_call() {
     let app = spawn_app().await;
-    let domains = (0..120_000)
+    // As many as fit in a request message (128 KiB), far more than allowed.
+    let domains = (0..5_000)
         .map(|i| proto::OrganizationDomain {
             domain: format!("d{i}.example.com"),
             ..Default::default()
@@ -80,7 +81,7 @@ async fn error_details_stay_bounded_whatever_the_input() {
         ..Default::default()
     };
     // Far more addresses than allowed: one violation, not one per address.
-    let many = (0..100_000).map(|i| format!("x{i}")).collect();
+    let many = (0..10_000).map(|i| format!("x{i}")).collect();
     let status = app
         .portal
         .clone()
@@ -92,7 +93,7 @@ async fn error_details_stay_bounded_whatever_the_input() {
     // As many as allowed, each one huge and invalid, plus other bad fields: the list is capped,
     // each entry is cut short, and the rest are counted.
     let huge = (0..20)
-        .map(|i| format!("{i}{}", "x".repeat(50_000)))
+        .map(|i| format!("{i}{}", "x".repeat(5_000)))
         .collect();
     let mut request = link(huge);
     request.return_url = "ftp://nowhere".into();
@@ -322,6 +323,28 @@ async fn a_message_that_cannot_be_decoded_is_invalid_argument_with_error_info() 
         .expect("a status");
         assert_eq!(crate::helpers::reason(&status), "MALFORMED_REQUEST");
     }
+    assert_eq!(app.emulator.total_requests().await, 0);
+}
+
+#[tokio::test]
+async fn a_message_larger_than_any_request_needs_is_refused_before_decoding() {
+    let app = spawn_app().await;
+    let status = app
+        .portal
+        .clone()
+        .generate_link(proto::GenerateLinkRequest {
+            organization: Some(proto::generate_link_request::Organization::ExternalId(
+                "acme".into(),
+            )),
+            intent: Intent::Sso as i32,
+            it_contact_emails: vec!["x".repeat(200 * 1024)],
+            ..Default::default()
+        })
+        .await
+        .expect_err("200 KiB");
+    assert_eq!(status.code(), Code::OutOfRange);
+    assert_eq!(crate::helpers::reason(&status), "REQUEST_TOO_LARGE");
+    assert!(status.message().contains("128 KiB"), "{}", status.message());
     assert_eq!(app.emulator.total_requests().await, 0);
 }
 
