@@ -289,6 +289,24 @@ pub fn not_found_reason(resource_type: &'static str) -> &'static str {
     }
 }
 
+impl Upstream {
+    /// A failure of `class` with nothing more known than its reason and message.
+    pub fn new(class: UpstreamClass, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            reason,
+            message: message.into(),
+            http_status: None,
+            workos_code: None,
+            workos_request_id: None,
+            retry_after: None,
+            field_violations: Vec::new(),
+            quota_subject: None,
+            log: None,
+        }
+    }
+}
+
 impl From<Upstream> for Error {
     fn from(upstream: Upstream) -> Self {
         Self::Upstream(Box::new(upstream))

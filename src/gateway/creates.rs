@@ -290,50 +290,27 @@ fn reused() -> Error {
 
 /// The ledger cannot say whether another replica answered this `request_id`.
 fn ledger_unreachable() -> Error {
-    Error::Upstream(Box::new(Upstream {
-        class: crate::error::UpstreamClass::Unavailable,
-        reason: "CREATE_LEDGER_UNAVAILABLE",
-        message: "the replicas' record of creates cannot be reached, so this create cannot be \
-                  told from a retry of one made elsewhere; nothing was made: retry shortly"
-            .into(),
-        http_status: None,
-        workos_code: None,
-        workos_request_id: None,
-        retry_after: Some(Duration::from_secs(1)),
-        field_violations: Vec::new(),
-        quota_subject: None,
-        log: None,
-    }))
+    retry_shortly(
+        "CREATE_LEDGER_UNAVAILABLE",
+        "the replicas' record of creates cannot be reached, so this create cannot be told from a \
+         retry of one made elsewhere; nothing was made: retry shortly",
+    )
 }
 
 /// Another replica is creating under this `request_id` now.
 fn in_progress() -> Error {
-    Error::Upstream(Box::new(Upstream {
-        class: crate::error::UpstreamClass::Unavailable,
-        reason: "CREATE_IN_PROGRESS",
-        message: "a create with this request_id is in progress on another replica; retry shortly"
-            .into(),
-        http_status: None,
-        workos_code: None,
-        workos_request_id: None,
-        retry_after: Some(Duration::from_secs(1)),
-        field_violations: Vec::new(),
-        quota_subject: None,
-        log: None,
-    }))
+    retry_shortly(
+        "CREATE_IN_PROGRESS",
+        "a create with this request_id is in progress on another replica; retry shortly",
+    )
 }
 
-fn external_id_taken(new: &NewOrganization) -> Error {
-    Error::AlreadyExists {
-        reason: "EXTERNAL_ID_ALREADY_USED",
-        resource_type: "organization",
-        name: new
-            .external_id
-            .as_ref()
-            .map(|e| e.as_str().to_owned())
-            .unwrap_or_default(),
-        description: "an organization with this external_id already exists".into(),
-    }
+/// UNAVAILABLE with `reason`, to be retried after a second.
+fn retry_shortly(reason: &'static str, message: &str) -> Error {
+    Error::Upstream(Box::new(Upstream {
+        retry_after: Some(Duration::from_secs(1)),
+        ..Upstream::new(crate::error::UpstreamClass::Unavailable, reason, message)
+    }))
 }
 
 impl Gateway {
@@ -501,7 +478,11 @@ impl Gateway {
         if in_doubt {
             match self.read_back(call, new).await {
                 ReadBack::Made(organization) => return Ok(organization),
-                ReadBack::Taken(_) => return Err(Outcome::NothingMade(external_id_taken(new))),
+                ReadBack::Taken(_) => {
+                    return Err(Outcome::NothingMade(
+                        super::organizations::external_id_taken(new),
+                    ));
+                }
                 ReadBack::Absent => {}
                 ReadBack::Unsettled => {
                     return Err(Outcome::Unknown(Box::new(workos::outcome_unknown(
@@ -521,7 +502,9 @@ impl Gateway {
                 // may still be making it, and a 5xx may come from a proxy in front of it.
                 match self.read_back(call, new).await {
                     ReadBack::Made(organization) => Ok(organization),
-                    ReadBack::Taken(_) => Err(Outcome::NothingMade(external_id_taken(new))),
+                    ReadBack::Taken(_) => Err(Outcome::NothingMade(
+                        super::organizations::external_id_taken(new),
+                    )),
                     ReadBack::Absent | ReadBack::Unsettled => Err(Outcome::Unknown(unknown(
                         workos::Error::OutcomeUnknown(failure),
                     ))),
@@ -535,9 +518,9 @@ impl Gateway {
             {
                 match self.read_back(call, new).await {
                     ReadBack::Made(organization) => Ok(organization),
-                    ReadBack::Taken(_) | ReadBack::Absent => {
-                        Err(Outcome::NothingMade(external_id_taken(new)))
-                    }
+                    ReadBack::Taken(_) | ReadBack::Absent => Err(Outcome::NothingMade(
+                        super::organizations::external_id_taken(new),
+                    )),
                     ReadBack::Unsettled => Err(Outcome::Unknown(unknown(error))),
                 }
             }

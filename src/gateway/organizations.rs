@@ -229,19 +229,24 @@ impl Gateway {
     }
 }
 
+/// The refusal of a create whose external id another organization holds.
+pub(super) fn external_id_taken(new: &NewOrganization) -> Error {
+    Error::AlreadyExists {
+        reason: "EXTERNAL_ID_ALREADY_USED",
+        resource_type: "organization",
+        name: new
+            .external_id
+            .as_ref()
+            .map(|e| e.as_str().to_owned())
+            .unwrap_or_default(),
+        description: "an organization with this external_id already exists".into(),
+    }
+}
+
 /// Uniqueness refusals on create become ALREADY_EXISTS naming the clashing value.
 pub(super) fn already_exists(error: Error, new: &NewOrganization) -> Error {
     match error.workos_code() {
-        Some("external_id_already_used") => Error::AlreadyExists {
-            reason: "EXTERNAL_ID_ALREADY_USED",
-            resource_type: "organization",
-            name: new
-                .external_id
-                .as_ref()
-                .map(|e| e.as_str().to_owned())
-                .unwrap_or_default(),
-            description: "an organization with this external_id already exists".into(),
-        },
+        Some("external_id_already_used") => external_id_taken(new),
         Some("domain_already_exists") => Error::AlreadyExists {
             reason: "DOMAIN_ALREADY_EXISTS",
             resource_type: "organization_domain",

@@ -191,30 +191,11 @@ pub fn outcome_unknown(detail: &str) -> core::Upstream {
             true,
             format!("a WorkOS change may or may not have been made: {detail}"),
         ),
-        ..upstream(
+        ..core::Upstream::new(
             UpstreamClass::Unavailable,
             "WORKOS_OUTCOME_UNKNOWN",
             "WorkOS did not confirm the change and it may have been made: look before trying again",
         )
-    }
-}
-
-fn upstream(
-    class: UpstreamClass,
-    reason: &'static str,
-    message: impl Into<String>,
-) -> core::Upstream {
-    core::Upstream {
-        class,
-        reason,
-        message: message.into(),
-        http_status: None,
-        workos_code: None,
-        workos_request_id: None,
-        retry_after: None,
-        field_violations: Vec::new(),
-        quota_subject: None,
-        log: None,
     }
 }
 
@@ -242,7 +223,7 @@ impl From<Error> for core::Error {
                             true,
                             format!("WorkOS rejected the gateway's API key: {described}"),
                         ),
-                        ..upstream(
+                        ..core::Upstream::new(
                             C::Internal,
                             "WORKOS_API_KEY_REJECTED",
                             "the gateway's WorkOS credentials were rejected",
@@ -256,20 +237,26 @@ impl From<Error> for core::Error {
                                 with_message()
                             ),
                         ),
-                        ..upstream(
+                        ..core::Upstream::new(
                             C::Internal,
                             "WORKOS_PERMISSION_DENIED",
                             "the gateway's WorkOS key lacks a permission",
                         )
                     },
-                    404 => upstream(C::NotFound, "WORKOS_NOT_FOUND", "not found in WorkOS"),
-                    409 => upstream(C::Conflict, "WORKOS_CONFLICT", "WorkOS reports a conflict"),
+                    404 => {
+                        core::Upstream::new(C::NotFound, "WORKOS_NOT_FOUND", "not found in WorkOS")
+                    }
+                    409 => core::Upstream::new(
+                        C::Conflict,
+                        "WORKOS_CONFLICT",
+                        "WorkOS reports a conflict",
+                    ),
                     400 if code.as_deref() == Some("invalid_metadata") => core::Upstream {
                         field_violations: vec![FieldViolation {
                             field: "metadata".into(),
                             description: "refused by WorkOS".into(),
                         }],
-                        ..upstream(
+                        ..core::Upstream::new(
                             C::InvalidArgument,
                             "WORKOS_INVALID_METADATA",
                             "WorkOS refused the metadata",
@@ -290,7 +277,7 @@ impl From<Error> for core::Error {
                                 with_message()
                             ),
                         ),
-                        ..upstream(
+                        ..core::Upstream::new(
                             C::InvalidArgument,
                             "WORKOS_REJECTED_REQUEST",
                             "WorkOS refused the request",
@@ -298,7 +285,7 @@ impl From<Error> for core::Error {
                     },
                     429 => core::Upstream {
                         retry_after: Some(retry_after.unwrap_or(Duration::from_secs(1))),
-                        ..upstream(
+                        ..core::Upstream::new(
                             C::Exhausted,
                             "WORKOS_RATE_LIMITED",
                             "WorkOS rate limit reached; retry later",
@@ -307,7 +294,7 @@ impl From<Error> for core::Error {
                     408 | 500..=599 => core::Upstream {
                         retry_after: Some(retry_after.unwrap_or(Duration::from_secs(1))),
                         log: log(false, format!("WorkOS is failing: {described}")),
-                        ..upstream(
+                        ..core::Upstream::new(
                             C::Unavailable,
                             "WORKOS_UNAVAILABLE",
                             "WorkOS is unavailable; retry later",
@@ -318,7 +305,7 @@ impl From<Error> for core::Error {
                             true,
                             format!("WorkOS answered an unexpected status: {}", with_message()),
                         ),
-                        ..upstream(
+                        ..core::Upstream::new(
                             C::Internal,
                             "WORKOS_UNEXPECTED_STATUS",
                             "WorkOS answered unexpectedly",
@@ -332,7 +319,7 @@ impl From<Error> for core::Error {
             }
             Error::Timeout => core::Upstream {
                 log: log(false, format!("WorkOS did not answer in time: {described}")),
-                ..upstream(
+                ..core::Upstream::new(
                     C::Timeout,
                     "WORKOS_TIMEOUT",
                     "WorkOS did not answer in time",
@@ -341,7 +328,7 @@ impl From<Error> for core::Error {
             Error::Transport { .. } | Error::ProxyRefused { .. } => core::Upstream {
                 retry_after: Some(Duration::from_secs(1)),
                 log: log(false, format!("could not reach WorkOS: {described}")),
-                ..upstream(
+                ..core::Upstream::new(
                     C::Unavailable,
                     "WORKOS_UNREACHABLE",
                     "WorkOS could not be reached; retry later",
@@ -352,7 +339,7 @@ impl From<Error> for core::Error {
                     true,
                     format!("the gateway could not build a WorkOS request: {described}"),
                 ),
-                ..upstream(
+                ..core::Upstream::new(
                     C::Internal,
                     "WORKOS_REQUEST_NOT_BUILT",
                     "the gateway could not build the WorkOS request",
@@ -360,7 +347,7 @@ impl From<Error> for core::Error {
             },
             Error::CircuitOpen { retry_after } => core::Upstream {
                 retry_after: Some(*retry_after),
-                ..upstream(
+                ..core::Upstream::new(
                     C::Unavailable,
                     "WORKOS_CIRCUIT_OPEN",
                     "WorkOS has been failing; calls are paused until the next probe",
@@ -369,13 +356,13 @@ impl From<Error> for core::Error {
             Error::Quota(refused) => core::Upstream {
                 retry_after: Some(refused.retry_after),
                 quota_subject: Some(refused.scope.subject()),
-                ..upstream(
+                ..core::Upstream::new(
                     C::Exhausted,
                     refused.scope.reason(),
                     format!("quota {} reached; retry later", refused.scope),
                 )
             },
-            Error::DeadlineExceeded => upstream(
+            Error::DeadlineExceeded => core::Upstream::new(
                 C::Timeout,
                 "DEADLINE_EXCEEDED",
                 "the deadline passed before WorkOS answered",
@@ -387,7 +374,7 @@ impl From<Error> for core::Error {
                         true,
                         format!("WorkOS sent a response the gateway cannot read: {described}"),
                     ),
-                    ..upstream(
+                    ..core::Upstream::new(
                         C::Internal,
                         "WORKOS_MALFORMED_RESPONSE",
                         "WorkOS sent a response the gateway cannot read",
