@@ -432,15 +432,22 @@ async fn an_invitation_and_a_contact_whose_answers_were_lost_are_settled_or_repo
     );
     // An invitation lost before it was made goes out on the second sending.
     let route = "POST /organizations/{id}/it_contacts/{contact_id}/invite";
-    client(&app, "verified-token")
-        .revoke_invitation(RevokeInvitationRequest {
+    let revoke = || {
+        let mut invitations = client(&app, "verified-token");
+        let request = RevokeInvitationRequest {
             organization: Some(revoke_invitation_request::Organization::OrganizationId(
                 id.clone(),
             )),
             email: "ada@acme.example".into(),
-        })
-        .await
-        .expect("revoked");
+        };
+        async move {
+            invitations
+                .revoke_invitation(request)
+                .await
+                .expect("revoked")
+        }
+    };
+    revoke().await;
     app.emulator
         .fault(json!({"route": route, "status": 502, "count": 1}))
         .await;
@@ -451,15 +458,7 @@ async fn an_invitation_and_a_contact_whose_answers_were_lost_are_settled_or_repo
     assert_eq!(outbox(&app).await.len(), 2);
     // One made whose answer was lost: an active invitation now, but nothing says it is this
     // call's, so the caller hears the outcome is unknown, and nothing is mailed twice.
-    client(&app, "verified-token")
-        .revoke_invitation(RevokeInvitationRequest {
-            organization: Some(revoke_invitation_request::Organization::OrganizationId(
-                id.clone(),
-            )),
-            email: "ada@acme.example".into(),
-        })
-        .await
-        .expect("revoked");
+    revoke().await;
     app.emulator
         .fault(json!({"route": route, "status": 500, "after_commit": true, "count": 1}))
         .await;
